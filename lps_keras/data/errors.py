@@ -1,0 +1,36 @@
+"""Exceptions raised by the data loaders.
+
+Both carry a message written for the person at the keyboard: what was looked for, where, and
+how to get it. They subclass the built-in exceptions that generic code already catches
+(`FileNotFoundError` for absent data, `ValueError` for unreadable data).
+"""
+
+import os
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset is not on disk (or not prepared for TFDS) where it was looked for.
+
+    Args:
+        message: What is missing and how to obtain it.
+        path: The main path that was searched, if any (kept as `.path`).
+    """
+
+    def __init__(self, message, path=None):
+        # A single argument keeps `str(error) == message` (OSError formats 2+ args as
+        # "[Errno ...]", which would bury the instructions).
+        super().__init__(message)
+        self.path = None if path is None else os.fspath(path)
+
+
+class CorruptDatasetError(ValueError):
+    """A dataset file exists but does not hold what the format promises.
+
+    Args:
+        message: What was expected, what was found, and in which file.
+        path: The offending file, if any (kept as `.path`).
+    """
+
+    def __init__(self, message, path=None):
+        super().__init__(message)
+        self.path = None if path is None else os.fspath(path)

@@ -1,0 +1,46 @@
+"""Keras layers for shift-invariant and shift-equivariant CNNs."""
+
+from lps_keras.layers.antialias import get_antialias
+from lps_keras.layers.ddac import DDAC2D
+from lps_keras.layers.downsampling import APSDownsampling2D, LPSDownsampling2D
+from lps_keras.layers.lowpass import BlurPool2D, LowPassFilter2D
+from lps_keras.layers.padding import CircularPad2D, circular_pad
+from lps_keras.layers.polyphase import (
+    phase_permutation,
+    polyphase_merge,
+    polyphase_split,
+)
+from lps_keras.layers.scorers import (
+    SCORERS,
+    AttentionBNScorer,
+    AttentionScorer,
+    ConvScorer,
+    ConvSkipScorer,
+    GraphScorer,
+    PerceptronScorer,
+    get_scorer,
+)
+from lps_keras.layers.upsampling import PolyphaseUpsampling2D
+
+__all__ = [
+    "APSDownsampling2D",
+    "AttentionBNScorer",
+    "AttentionScorer",
+    "BlurPool2D",
+    "CircularPad2D",
+    "ConvScorer",
+    "ConvSkipScorer",
+    "DDAC2D",
+    "GraphScorer",
+    "LPSDownsampling2D",
+    "LowPassFilter2D",
+    "PerceptronScorer",
+    "PolyphaseUpsampling2D",
+    "SCORERS",
+    "circular_pad",
+    "get_antialias",
+    "get_scorer",
+    "phase_permutation",
+    "polyphase_merge",
+    "polyphase_split",
+]

@@ -1,0 +1,41 @@
+"""Argument checks shared by the layers, with messages that say what to do."""
+
+PADDING_MODES = ("circular", "zeros", "reflect", "symmetric")
+
+
+def check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {tuple(choices)}; got {value!r}.")
+    return value
+
+
+def check_stride(stride):
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 2:
+        raise ValueError(
+            f"`stride` must be an int >= 2 (it subsamples by stride x stride); got {stride!r}. "
+            "For stride 1 simply leave the downsampler out."
+        )
+    return stride
+
+
+def check_rank4(layer, input_shape, what="input"):
+    if len(input_shape) != 4:
+        raise ValueError(
+            f"{layer.__class__.__name__} expects a rank-4 NHWC {what} "
+            f"[batch, height, width, channels]; got shape {tuple(input_shape)} "
+            f"(rank {len(input_shape)})."
+        )
+    if input_shape[-1] is None:
+        raise ValueError(
+            f"{layer.__class__.__name__} needs a known channel dimension; got shape "
+            f"{tuple(input_shape)}."
+        )
+
+
+def check_float_dtype(layer, dtype):
+    name = getattr(dtype, "name", str(dtype))
+    if "float" not in name:
+        raise ValueError(
+            f"{layer.__class__.__name__} expects a floating-point input; got dtype {name}. "
+            "Cast images with `keras.ops.cast(x, 'float32')` (and normalise them) first."
+        )

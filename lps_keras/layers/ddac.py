@@ -1,0 +1,100 @@
+"""DDAC: a learned, content-adaptive blur (Zou et al., "Delving Deeper into Anti-aliasing")."""
+
+import keras
+from keras import ops
+
+from lps_keras.layers import _validation
+from lps_keras.layers.lowpass import filter_padding
+from lps_keras.layers.padding import pad2d
+
+
+@keras.saving.register_keras_serializable(package="lps_keras")
+class DDAC2D(keras.layers.Layer):
+    """Content-adaptive low-pass filter, stride 1.
+
+    A `kernel_size x kernel_size` convolution followed by batch normalisation predicts, at
+    every pixel and for each of `groups` channel groups, `kernel_size**2` logits; a softmax
+    turns them into a normalised blur kernel that is applied to that pixel's neighbourhood.
+    With circular padding the layer commutes with circular shifts.
+
+    Args:
+        kernel_size: odd int >= 1, size of the predicted kernels.
+        groups: number of channel groups with their own kernels; must divide the channels.
+        padding_mode: `"circular"`, `"zeros"`, `"reflect"` or `"symmetric"`.
+        **kwargs: base layer arguments.
+
+    Example:
+
+    >>> y = DDAC2D(kernel_size=3, groups=2)(keras.random.normal((2, 8, 8, 4)))
+    >>> tuple(y.shape)
+    (2, 8, 8, 4)
+    """
+
+    def __init__(self, kernel_size=3, groups=8, padding_mode="circular", **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
+            raise ValueError(f"`kernel_size` must be a positive int; got {kernel_size!r}.")
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+            raise ValueError(f"`groups` must be a positive int; got {groups!r}.")
+        _validation.check_choice("padding_mode", padding_mode, _validation.PADDING_MODES)
+        self.kernel_size = kernel_size
+        self.groups = groups
+        self.padding_mode = padding_mode
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+        self.kernel_predictor = keras.layers.Conv2D(
+            groups * kernel_size * kernel_size,
+            kernel_size,
+            padding="valid",
+            use_bias=False,
+            kernel_initializer="he_normal",
+            dtype=self.dtype_policy,
+            name="kernel_predictor",
+        )
+        self.kernel_norm = keras.layers.BatchNormalization(
+            dtype=self.dtype_policy, name="kernel_norm"
+        )
+
+    def build(self, input_shape):
+        _validation.check_rank4(self, input_shape)
+        channels = input_shape[-1]
+        if channels % self.groups:
+            raise ValueError(
+                f"DDAC2D `groups`={self.groups} must divide the input channels ({channels}); "
+                "pick a divisor of the channel count."
+            )
+        k = self.kernel_size
+        padded = (input_shape[0], None if input_shape[1] is None else input_shape[1] + k - 1,
+                  None if input_shape[2] is None else input_shape[2] + k - 1, channels)
+        self.kernel_predictor.build(padded)
+        self.kernel_norm.build(self.kernel_predictor.compute_output_shape(padded))
+
+    def call(self, inputs, training=None):
+        k = self.kernel_size
+        g = self.groups
+        padded = pad2d(inputs, filter_padding(k), self.padding_mode)
+        logits = self.kernel_norm(self.kernel_predictor(padded), training=training)
+        # Softmax in float32 so the kernels stay normalised under mixed precision.
+        shape = ops.shape(inputs)
+        logits = ops.reshape(ops.cast(logits, "float32"), (-1, shape[1], shape[2], g, k * k))
+        kernels = ops.cast(ops.softmax(logits, axis=-1), inputs.dtype)
+        # Neighbourhood of every pixel as k*k shifted views: [B, H, W, k*k, C].
+        patches = ops.stack(
+            [padded[:, dy:dy + shape[1], dx:dx + shape[2], :]
+             for dy in range(k) for dx in range(k)],
+            axis=3,
+        )
+        c = inputs.shape[-1]
+        patches = ops.reshape(patches, (-1, shape[1], shape[2], k * k, g, c // g))
+        out = ops.einsum("bhwkgc,bhwgk->bhwgc", patches, kernels)
+        return ops.reshape(out, (-1, shape[1], shape[2], c))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"kernel_size": self.kernel_size, "groups": self.groups,
+             "padding_mode": self.padding_mode}
+        )
+        return config

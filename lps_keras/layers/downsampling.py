@@ -1,0 +1,284 @@
+"""Adaptive (APS) and learnable (LPS) polyphase downsampling."""
+
+import keras
+from keras import ops
+
+from lps_keras.layers import _validation
+from lps_keras.layers._distribute import ReplicaSeedGenerator
+from lps_keras.layers.antialias import get_antialias, serialize_antialias
+from lps_keras.layers.polyphase import (
+    pad_to_multiple,
+    polyphase_split,
+    select_index,
+    select_weighted,
+)
+from lps_keras.layers.scorers import SCORERS, get_scorer
+
+NORMS = ("l2", "l1", "linf")
+
+
+class _PolyphaseDownsampling(keras.layers.Layer):
+    """Shared machinery: anti-aliasing, wrap-padding, split, per-sample selection.
+
+    Subclasses implement `_select(components, training)` returning `(probs, index)`, where
+    `index` is a per-sample int tensor when the selection is hard (a gather then does the
+    work) and `None` when `probs` must be used as weights.
+    """
+
+    def __init__(self, stride=2, antialias=None, score_unfiltered=False,
+                 return_probs=False, **kwargs):
+        super().__init__(**kwargs)
+        self.stride = _validation.check_stride(stride)
+        self.antialias = serialize_antialias(antialias)
+        self.antialias_layer = get_antialias(antialias, name="antialias")
+        self.score_unfiltered = bool(score_unfiltered)
+        self.return_probs = bool(return_probs)
+        self.num_components = stride * stride
+
+    def _components_shape(self, input_shape):
+        b, h, w, c = input_shape
+        s = self.stride
+        return (b, s * s, None if h is None else -(-h // s), None if w is None else -(-w // s), c)
+
+    def build(self, input_shape):
+        _validation.check_rank4(self, input_shape)
+        if self.antialias_layer is not None:
+            self.antialias_layer.build(input_shape)
+
+    def _check_probs(self, probs):
+        shape = tuple(probs.shape)
+        if len(shape) != 2 or shape[1] != self.num_components:
+            raise ValueError(
+                f"{self.__class__.__name__}(stride={self.stride}) expects `probs` of shape "
+                f"[batch, {self.num_components}] (one weight per polyphase component), as "
+                f"returned by a paired downsampler with the same stride; got shape {shape}."
+            )
+
+    def call(self, inputs, probs=None, training=None):
+        _validation.check_float_dtype(self, inputs.dtype)
+        x = inputs
+        if self.antialias_layer is not None:
+            x = self.antialias_layer(inputs, training=training)
+        components = polyphase_split(pad_to_multiple(x, self.stride), self.stride)
+        if probs is not None:
+            self._check_probs(probs)
+            probs = ops.cast(probs, "float32")
+            outputs = select_weighted(components, probs)
+        else:
+            scored = components
+            if self.score_unfiltered and self.antialias_layer is not None:
+                scored = polyphase_split(pad_to_multiple(inputs, self.stride), self.stride)
+            probs, index = self._select(scored, training)
+            if index is None:
+                outputs = select_weighted(components, probs)
+            else:
+                outputs = select_index(components, index)
+        if self.return_probs:
+            return outputs, probs
+        return outputs
+
+    def compute_output_shape(self, inputs_shape, probs_shape=None):
+        b, _, h, w, c = self._components_shape(inputs_shape)
+        if self.return_probs:
+            return (b, h, w, c), (b, self.num_components)
+        return (b, h, w, c)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "stride": self.stride,
+                "antialias": self.antialias,
+                "score_unfiltered": self.score_unfiltered,
+                "return_probs": self.return_probs,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="lps_keras")
+class APSDownsampling2D(_PolyphaseDownsampling):
+    """Adaptive polyphase sampling: keep the polyphase component with the largest norm.
+
+    Splits the input into its `stride**2` polyphase components and, per sample, keeps the
+    one with the largest norm. With circular padding upstream and sizes divisible by
+    `stride`, `APS(roll(x))` is a circular shift of `APS(x)` on the low-resolution grid.
+    Odd sizes are wrap-padded to a multiple of `stride` (usable, but without the guarantee).
+    Norms are computed in float32 under mixed precision.
+
+    Args:
+        stride: int >= 2, the subsampling factor per axis.
+        norm: `"l2"` (default), `"l1"` or `"linf"`.
+        antialias: None, a stride-1 layer, or `"lowpassN"`/`"ddacN"` (N in 1-7): a blur
+            applied before selection.
+        score_unfiltered: if True, norms are taken on the unfiltered input while the
+            filtered input is returned.
+        return_probs: if True, `call` returns `(outputs, probs)`; `probs` is a float32
+            one-hot `[batch, stride**2]` that a paired layer can reuse.
+        **kwargs: base layer arguments.
+
+    Call arguments:
+        inputs: float tensor `[B, H, W, C]`.
+        probs: optional `[B, stride**2]` selection to apply instead of computing one
+            (used for residual shortcuts).
+        training: unused except by the anti-aliasing layer.
+
+    Example:
+
+    >>> aps = APSDownsampling2D(stride=2, return_probs=True)
+    >>> y, probs = aps(keras.random.normal((2, 8, 8, 3)))
+    >>> tuple(y.shape), tuple(probs.shape)
+    ((2, 4, 4, 3), (2, 4))
+    """
+
+    def __init__(self, stride=2, norm="l2", antialias=None, score_unfiltered=False,
+                 return_probs=False, **kwargs):
+        super().__init__(stride=stride, antialias=antialias,
+                         score_unfiltered=score_unfiltered, return_probs=return_probs,
+                         **kwargs)
+        self.norm = _validation.check_choice("norm", norm, NORMS)
+
+    def component_norms(self, components):
+        """Per-sample norms `[B, stride**2]` in float32 (squared for l2: same argmax)."""
+        c = ops.cast(components, "float32")
+        if self.norm == "l2":
+            return ops.sum(ops.square(c), axis=(2, 3, 4))
+        if self.norm == "l1":
+            return ops.sum(ops.abs(c), axis=(2, 3, 4))
+        return ops.max(ops.abs(c), axis=(2, 3, 4))
+
+    def _select(self, components, training):
+        index = ops.argmax(ops.stop_gradient(self.component_norms(components)), axis=-1)
+        return ops.one_hot(index, self.num_components, dtype="float32"), index
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"norm": self.norm})
+        return config
+
+
+TRAIN_MODES = ("gumbel", "softmax")
+INFERENCE_MODES = ("argmax", "softmax")
+
+
+@keras.saving.register_keras_serializable(package="lps_keras")
+class LPSDownsampling2D(_PolyphaseDownsampling):
+    """Learnable polyphase sampling: a small shared CNN scores each polyphase component.
+
+    At inference the best-scoring component is kept (`inference_mode="argmax"`), which is
+    exactly shift-equivariant like APS but with a learned criterion. In training the
+    selection is relaxed with a Gumbel-softmax (or a plain softmax) at temperature `tau`,
+    held in the non-trainable variable `self.tau` so `TemperatureSchedule` can anneal it.
+    Logits, noise and softmax are float32; outputs are in the layer's compute dtype.
+
+    Args:
+        stride: int >= 2.
+        logits_model: scorer name, one of `"conv"`, `"conv_skip"`, `"attention"`,
+            `"attention_bn"`, `"graph"`, `"perceptron"`.
+        hidden_channels: scorer width; None uses the input channels.
+        antialias: None, a stride-1 layer, or `"lowpassN"`/`"ddacN"`.
+        score_unfiltered: if True, score the unfiltered input, return the filtered one.
+        tau: initial softmax temperature (> 0).
+        train_mode: `"gumbel"` (Gumbel-softmax sample) or `"softmax"`.
+        inference_mode: `"argmax"` (hard, exact invariance) or `"softmax"`.
+        hard: if True, training uses a straight-through estimator: one-hot forward values,
+            gradients of the soft relaxation.
+        return_probs: if True, `call` returns `(outputs, probs)` (float32 `[B, stride**2]`).
+        padding_mode: padding of the scorer convolutions (`"circular"` keeps invariance).
+        seed: int seed for the Gumbel noise (None: random). Each replica of a
+            `tf.distribute` strategy draws different noise.
+        **kwargs: base layer arguments.
+
+    Call arguments:
+        inputs: float tensor `[B, H, W, C]`.
+        probs: optional `[B, stride**2]` selection to apply instead of scoring.
+        training: Python bool; selects the relaxed (True) or inference (False) path.
+
+    Example:
+
+    >>> lps = LPSDownsampling2D(stride=2, logits_model="conv", hidden_channels=8)
+    >>> y = lps(keras.random.normal((2, 8, 8, 3)), training=False)
+    >>> tuple(y.shape)
+    (2, 4, 4, 3)
+    """
+
+    def __init__(self, stride=2, logits_model="conv", hidden_channels=None, antialias=None,
+                 score_unfiltered=False, tau=1.0, train_mode="gumbel",
+                 inference_mode="argmax", hard=False, return_probs=False,
+                 padding_mode="circular", seed=None, **kwargs):
+        super().__init__(stride=stride, antialias=antialias,
+                         score_unfiltered=score_unfiltered, return_probs=return_probs,
+                         **kwargs)
+        _validation.check_choice("logits_model", logits_model, SCORERS)
+        _validation.check_choice("train_mode", train_mode, TRAIN_MODES)
+        _validation.check_choice("inference_mode", inference_mode, INFERENCE_MODES)
+        _validation.check_choice("padding_mode", padding_mode, _validation.PADDING_MODES)
+        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or tau <= 0:
+            raise ValueError(f"`tau` must be a positive number; got {tau!r}.")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"`seed` must be None or an int; got {seed!r}.")
+        self.logits_model = logits_model
+        self.hidden_channels = hidden_channels
+        self.initial_tau = float(tau)
+        self.train_mode = train_mode
+        self.inference_mode = inference_mode
+        self.hard = bool(hard)
+        self.padding_mode = padding_mode
+        self.seed = seed
+        self.scorer = get_scorer(logits_model, hidden_channels, padding_mode)
+        self.seed_generator = ReplicaSeedGenerator(seed)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.tau = self.add_weight(
+            name="tau",
+            shape=(),
+            dtype="float32",
+            initializer=keras.initializers.Constant(self.initial_tau),
+            trainable=False,
+            autocast=False,
+        )
+        self.scorer.build(self._components_shape(input_shape))
+
+    def compute_logits(self, components, training=None):
+        """Scorer logits `[B, stride**2]` (float32) for split components."""
+        return ops.cast(self.scorer(components, training=training), "float32")
+
+    def _select(self, components, training):
+        logits = self.compute_logits(components, training=training)
+        tau = ops.cast(self.tau, "float32")
+        if not training:
+            if self.inference_mode == "argmax":
+                index = ops.argmax(logits, axis=-1)
+                return ops.one_hot(index, self.num_components, dtype="float32"), index
+            return ops.softmax(logits / tau, axis=-1), None
+        if self.train_mode == "gumbel":
+            # Gumbel(0, 1) noise via -log(-log U); U bounded away from 0 and 1.
+            u = keras.random.uniform(
+                ops.shape(logits), minval=1e-7, maxval=1.0 - 1e-7, dtype="float32",
+                seed=self.seed_generator,
+            )
+            logits = logits - ops.log(-ops.log(u))
+        soft = ops.softmax(logits / tau, axis=-1)
+        if self.hard:
+            one_hot = ops.one_hot(ops.argmax(soft, axis=-1), self.num_components,
+                                  dtype="float32")
+            # Straight-through: forward one-hot, backward the soft gradient.
+            return soft + ops.stop_gradient(one_hot - soft), None
+        return soft, None
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "logits_model": self.logits_model,
+                "hidden_channels": self.hidden_channels,
+                "tau": self.initial_tau,
+                "train_mode": self.train_mode,
+                "inference_mode": self.inference_mode,
+                "hard": self.hard,
+                "padding_mode": self.padding_mode,
+                "seed": self.seed,
+            }
+        )
+        return config

@@ -1,0 +1,113 @@
+"""Fixed binomial low-pass filtering (the "BlurPool"/LPF anti-aliasing baseline)."""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from lps_keras.layers import _validation
+from lps_keras.layers.padding import pad2d
+
+
+def binomial_kernel(filter_size):
+    """Normalised 2-D binomial kernel of size `filter_size` (1 to 7), float64."""
+    row = np.array([math.comb(filter_size - 1, k) for k in range(filter_size)], np.float64)
+    kernel = np.outer(row, row)
+    return kernel / kernel.sum()
+
+
+def filter_padding(filter_size):
+    """Padding that keeps the size; even filters pad one more at the end, like LPF."""
+    before = (filter_size - 1) // 2
+    after = filter_size - 1 - before
+    return ((before, after), (before, after))
+
+
+def _check_filter_size(filter_size):
+    if isinstance(filter_size, bool) or filter_size not in range(1, 8):
+        raise ValueError(f"`filter_size` must be an int from 1 to 7; got {filter_size!r}.")
+
+
+@keras.saving.register_keras_serializable(package="lps_keras")
+class LowPassFilter2D(keras.layers.Layer):
+    """Depthwise binomial blur, stride 1, no trainable weights.
+
+    Args:
+        filter_size: int in [1, 7]; 1 is the identity, 3 is `[1, 2, 1]^2 / 16`.
+        padding_mode: one of `"circular"` (keeps circular-shift equivariance), `"zeros"`,
+            `"reflect"`, `"symmetric"`.
+        **kwargs: base layer arguments.
+
+    Example:
+
+    >>> blur = LowPassFilter2D(filter_size=3)
+    >>> y = blur(keras.random.normal((2, 8, 8, 4)))
+    >>> tuple(y.shape)
+    (2, 8, 8, 4)
+    """
+
+    def __init__(self, filter_size=3, padding_mode="circular", **kwargs):
+        super().__init__(**kwargs)
+        _check_filter_size(filter_size)
+        _validation.check_choice("padding_mode", padding_mode, _validation.PADDING_MODES)
+        self.filter_size = filter_size
+        self.padding_mode = padding_mode
+        self.stride = 1
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    def build(self, input_shape):
+        _validation.check_rank4(self, input_shape)
+        channels = input_shape[-1]
+        # A constant, not a weight: it is never trained and need not be saved.
+        self._kernel = np.tile(
+            binomial_kernel(self.filter_size)[:, :, None, None], (1, 1, channels, 1)
+        )
+
+    def call(self, inputs):
+        if self.filter_size == 1 and self.stride == 1:
+            return inputs
+        x = pad2d(inputs, filter_padding(self.filter_size), self.padding_mode)
+        kernel = ops.convert_to_tensor(self._kernel, dtype=x.dtype)
+        return ops.depthwise_conv(x, kernel, strides=self.stride, padding="valid")
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        s = self.stride
+        return (b, None if h is None else -(-h // s), None if w is None else -(-w // s), c)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"filter_size": self.filter_size, "padding_mode": self.padding_mode})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="lps_keras")
+class BlurPool2D(LowPassFilter2D):
+    """Binomial blur followed by fixed decimation `[:, ::stride, ::stride]` (LPF baseline).
+
+    Output size is `ceil(H / stride)`. Improves robustness to shifts but, having a fixed
+    grid, gives no invariance guarantee; see `APSDownsampling2D`/`LPSDownsampling2D`.
+
+    Args:
+        filter_size: int in [1, 7].
+        stride: int >= 2.
+        padding_mode: `"circular"`, `"zeros"`, `"reflect"` or `"symmetric"`.
+        **kwargs: base layer arguments.
+
+    Example:
+
+    >>> y = BlurPool2D(filter_size=3, stride=2)(keras.random.normal((2, 8, 8, 4)))
+    >>> tuple(y.shape)
+    (2, 4, 4, 4)
+    """
+
+    def __init__(self, filter_size=3, stride=2, padding_mode="circular", **kwargs):
+        super().__init__(filter_size=filter_size, padding_mode=padding_mode, **kwargs)
+        # One strided depthwise conv equals blur then decimation, without the waste.
+        self.stride = _validation.check_stride(stride)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"stride": self.stride})
+        return config

@@ -1,0 +1,84 @@
+"""Polyphase split and merge, the shared core of every down- and upsampler here.
+
+Layout: components are stacked on axis 1, `[B, s*s, H/s, W/s, C]`, with component
+`k = s*i + j` holding `x[:, i::s, j::s, :]`. This is the order `space_to_depth` uses, moved
+to a leading axis so a shared scorer can treat the components as a batch.
+"""
+
+from keras import ops
+
+from lps_keras.layers.padding import circular_pad
+
+
+def pad_to_multiple(x, stride):
+    """Wrap-pads bottom/right so height and width are multiples of `stride`.
+
+    Exact shift invariance needs sizes divisible by stride**num_downsamplers; padding keeps
+    odd sizes usable but cannot restore the guarantee.
+    """
+    h, w = x.shape[1], x.shape[2]
+    if h is not None and w is not None:
+        pad_h, pad_w = (-h) % stride, (-w) % stride
+        if pad_h == 0 and pad_w == 0:
+            return x
+        return circular_pad(x, ((0, pad_h), (0, pad_w)))
+    # Unknown size: pad with a gather whose indices wrap modulo the dynamic size.
+    shape = ops.shape(x)
+    for axis in (1, 2):
+        n = shape[axis]
+        padded = n + ops.mod(-n, stride)
+        idx = ops.mod(ops.arange(0, padded, dtype="int32"), n)
+        x = ops.take(x, idx, axis=axis)
+    return x
+
+
+def polyphase_split(x, stride):
+    """Splits NHWC `x` (sizes divisible by `stride`) into `[B, s*s, H/s, W/s, C]`."""
+    s = stride
+    shape = ops.shape(x)
+    h, w, c = shape[1], shape[2], x.shape[3]
+    x = ops.reshape(x, (-1, h // s, s, w // s, s, c))
+    x = ops.transpose(x, (0, 2, 4, 1, 3, 5))
+    return ops.reshape(x, (-1, s * s, h // s, w // s, c))
+
+
+def polyphase_merge(components, stride):
+    """Inverse of `polyphase_split`: `[B, s*s, h, w, C]` to `[B, h*s, w*s, C]`."""
+    s = stride
+    shape = ops.shape(components)
+    h, w, c = shape[2], shape[3], components.shape[4]
+    x = ops.reshape(components, (-1, s, s, h, w, c))
+    x = ops.transpose(x, (0, 3, 1, 4, 2, 5))
+    return ops.reshape(x, (-1, h * s, w * s, c))
+
+
+def select_weighted(components, probs):
+    """`sum_k probs[:, k] * component_k`, the differentiable selection."""
+    weights = ops.cast(probs, components.dtype)[:, :, None, None, None]
+    return ops.sum(components * weights, axis=1)
+
+
+def select_index(components, index):
+    """Picks component `index[b]` for each sample `b` with one gather (no weighted sum)."""
+    shape = ops.shape(components)
+    k = components.shape[1]
+    flat = ops.reshape(components, (-1, shape[2], shape[3], components.shape[4]))
+    batch = ops.shape(index)[0]
+    flat_index = ops.arange(batch, dtype="int32") * k + ops.cast(index, "int32")
+    return ops.take(flat, flat_index, axis=0)
+
+
+def phase_permutation(shift, stride):
+    """Where each component goes under a circular shift of the input.
+
+    Returns `perm` with `perm[k]` = index of the component of `roll(x, shift)` that equals
+    (a low-resolution roll of) component `k` of `x`. For stride 2 this is the XOR law of
+    DESIGN section 2. Used by tests and by users checking their own scorers.
+    """
+    dy, dx = shift
+    s = stride
+    perm = []
+    for k in range(s * s):
+        i, j = divmod(k, s)
+        perm.append(((i + dy) % s) * s + (j + dx) % s)
+    return perm

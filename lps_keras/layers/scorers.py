@@ -1,0 +1,226 @@
+"""Logits models ("scorers") that rate each polyphase component for LPS.
+
+Every scorer maps components `[B, K, h, w, C]` to logits `[B, K]` in float32. Weights are
+shared across components, convolutions pad circularly and features are pooled globally, so
+each component's score is invariant to circular shifts of that component; `attention` and
+`graph` mix components only through permutation-equivariant operations. Together this makes
+the logits permute exactly as the components do when the input is shifted.
+"""
+
+import keras
+from keras import ops
+
+from lps_keras.layers.padding import pad2d
+
+SCORERS = ("conv", "conv_skip", "attention", "attention_bn", "graph", "perceptron")
+
+
+class _Scorer(keras.layers.Layer):
+    """Base: runs per-component layers on `[B*K, h, w, C]` in float32."""
+
+    def __init__(self, hidden_channels=None, padding_mode="circular", **kwargs):
+        kwargs.setdefault("dtype", "float32")  # logits in float32 under mixed precision
+        super().__init__(**kwargs)
+        self.hidden_channels = hidden_channels
+        self.padding_mode = padding_mode
+
+    def _conv(self, filters, kernel_size, name):
+        return keras.layers.Conv2D(
+            filters, kernel_size, padding="valid", dtype=self.dtype_policy, name=name
+        )
+
+    def _apply_conv(self, conv, x):
+        k = conv.kernel_size[0]
+        if k > 1:
+            x = pad2d(x, (((k - 1) // 2, k // 2), ((k - 1) // 2, k // 2)), self.padding_mode)
+        return conv(x)
+
+    @staticmethod
+    def _flatten(components):
+        shape = ops.shape(components)
+        flat = ops.reshape(components, (-1, shape[2], shape[3], components.shape[4]))
+        return ops.cast(flat, "float32")
+
+    @staticmethod
+    def _flat_shape(components_shape, channels=None):
+        _, _, h, w, c = components_shape
+        return (None, h, w, c if channels is None else channels)
+
+    def _width(self, channels):
+        return channels if self.hidden_channels is None else self.hidden_channels
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"hidden_channels": self.hidden_channels, "padding_mode": self.padding_mode}
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="lps_keras")
+class ConvScorer(_Scorer):
+    """3x3 conv, ReLU, 3x3 conv to one channel, global mean (the LPS default)."""
+
+    def build(self, components_shape):
+        c = components_shape[-1]
+        width = self._width(c)
+        self.conv1 = self._conv(width, 3, "conv1")
+        self.conv2 = self._conv(1, 3, "conv2")
+        self.conv1.build(self._flat_shape(components_shape))
+        self.conv2.build(self._flat_shape(components_shape, width))
+
+    def call(self, components):
+        k = components.shape[1]
+        x = self._flatten(components)
+        x = self._apply_conv(self.conv2, ops.relu(self._apply_conv(self.conv1, x)))
+        return ops.reshape(ops.mean(x, axis=(1, 2, 3)), (-1, k))
+
+
+@keras.saving.register_keras_serializable(package="lps_keras")
+class ConvSkipScorer(_Scorer):
+    """Residual 3x3 conv block (width = input channels), ReLU, 1x1 conv, global mean."""
+
+    def build(self, components_shape):
+        c = components_shape[-1]
+        if self.hidden_channels is not None and self.hidden_channels != c:
+            raise ValueError(
+                f"The 'conv_skip' scorer adds its input to a residual branch, so "
+                f"`hidden_channels` ({self.hidden_channels}) must equal the input channels "
+                f"({c}); use hidden_channels=None or {c}, or pick the 'conv' scorer."
+            )
+        self.conv1 = self._conv(c, 3, "conv1")
+        self.conv2 = self._conv(c, 3, "conv2")
+        self.head = self._conv(1, 1, "head")
+        for layer in (self.conv1, self.conv2, self.head):
+            layer.build(self._flat_shape(components_shape))
+
+    def call(self, components):
+        k = components.shape[1]
+        x = self._flatten(components)
+        h = self._apply_conv(self.conv2, ops.relu(self._apply_conv(self.conv1, x)))
+        x = self.head(ops.relu(x + h))
+        return ops.reshape(ops.mean(x, axis=(1, 2, 3)), (-1, k))
+
+
+@keras.saving.register_keras_serializable(package="lps_keras")
+class PerceptronScorer(_Scorer):
+    """Per-pixel perceptron (1x1 conv, ReLU, 1x1 conv to one channel), global mean."""
+
+    def build(self, components_shape):
+        width = self._width(components_shape[-1])
+        self.conv1 = self._conv(width, 1, "conv1")
+        self.conv2 = self._conv(1, 1, "conv2")
+        self.conv1.build(self._flat_shape(components_shape))
+        self.conv2.build(self._flat_shape(components_shape, width))
+
+    def call(self, components):
+        k = components.shape[1]
+        x = self.conv2(ops.relu(self.conv1(self._flatten(components))))
+        return ops.reshape(ops.mean(x, axis=(1, 2, 3)), (-1, k))
+
+
+class _SetScorer(_Scorer):
+    """Embeds each component to a vector, then mixes the set of K vectors."""
+
+    use_batch_norm = False
+
+    def _build_embedding(self, components_shape):
+        width = self._width(components_shape[-1])
+        self.embed = self._conv(width, 3, "embed")
+        self.embed.build(self._flat_shape(components_shape))
+        if self.use_batch_norm:
+            self.embed_norm = keras.layers.BatchNormalization(
+                dtype=self.dtype_policy, name="embed_norm"
+            )
+            self.embed_norm.build(self._flat_shape(components_shape, width))
+        return width
+
+    def _embed(self, components, training):
+        k = components.shape[1]
+        x = self._apply_conv(self.embed, self._flatten(components))
+        if self.use_batch_norm:
+            x = self.embed_norm(x, training=training)
+        x = ops.mean(ops.relu(x), axis=(1, 2))
+        return ops.reshape(x, (-1, k, x.shape[-1]))
+
+
+@keras.saving.register_keras_serializable(package="lps_keras")
+class AttentionScorer(_SetScorer):
+    """Conv embedding per component, then single-head self-attention over the K components.
+
+    No positional encoding: attention is permutation-equivariant, which the shift law needs.
+    """
+
+    def build(self, components_shape):
+        width = self._build_embedding(components_shape)
+        self.query = keras.layers.Dense(width, dtype=self.dtype_policy, name="query")
+        self.key = keras.layers.Dense(width, dtype=self.dtype_policy, name="key")
+        self.value = keras.layers.Dense(width, dtype=self.dtype_policy, name="value")
+        self.head = keras.layers.Dense(1, dtype=self.dtype_policy, name="head")
+        for layer in (self.query, self.key, self.value, self.head):
+            layer.build((None, components_shape[1], width))
+
+    def call(self, components, training=None):
+        e = self._embed(components, training)
+        scores = ops.einsum("bqd,bkd->bqk", self.query(e), self.key(e))
+        attn = ops.softmax(scores / ops.sqrt(float(e.shape[-1])), axis=-1)
+        h = e + ops.einsum("bqk,bkd->bqd", attn, self.value(e))
+        return ops.squeeze(self.head(ops.relu(h)), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="lps_keras")
+class AttentionBNScorer(AttentionScorer):
+    """`AttentionScorer` with batch normalisation after the conv embedding."""
+
+    use_batch_norm = True
+
+
+@keras.saving.register_keras_serializable(package="lps_keras")
+class GraphScorer(_SetScorer):
+    """One round of message passing over the complete graph of components.
+
+    Node k gets `relu(W_self e_k + W_msg mean_{j != k} e_j)`, then a linear read-out.
+    """
+
+    def build(self, components_shape):
+        width = self._build_embedding(components_shape)
+        self.self_update = keras.layers.Dense(width, dtype=self.dtype_policy, name="self")
+        self.message = keras.layers.Dense(
+            width, use_bias=False, dtype=self.dtype_policy, name="message"
+        )
+        self.head = keras.layers.Dense(1, dtype=self.dtype_policy, name="head")
+        for layer in (self.self_update, self.message, self.head):
+            layer.build((None, components_shape[1], width))
+
+    def call(self, components, training=None):
+        e = self._embed(components, training)
+        k = e.shape[1]
+        others = (ops.sum(e, axis=1, keepdims=True) - e) / float(max(k - 1, 1))
+        h = ops.relu(self.self_update(e) + self.message(others))
+        return ops.squeeze(self.head(h), axis=-1)
+
+
+_BY_NAME = {
+    "conv": ConvScorer,
+    "conv_skip": ConvSkipScorer,
+    "attention": AttentionScorer,
+    "attention_bn": AttentionBNScorer,
+    "graph": GraphScorer,
+    "perceptron": PerceptronScorer,
+}
+
+
+def get_scorer(name, hidden_channels=None, padding_mode="circular"):
+    """Builds the scorer named `name` (one of `SCORERS`)."""
+    if name not in _BY_NAME:
+        raise ValueError(f"`logits_model` must be one of {SCORERS}; got {name!r}.")
+    if hidden_channels is not None and (
+        isinstance(hidden_channels, bool) or not isinstance(hidden_channels, int)
+        or hidden_channels < 1
+    ):
+        raise ValueError(
+            f"`hidden_channels` must be None or a positive int; got {hidden_channels!r}."
+        )
+    return _BY_NAME[name](
+        hidden_channels=hidden_channels, padding_mode=padding_mode, name="logits_model"
+    )
