@@ -24,10 +24,15 @@ class _Scorer(keras.layers.Layer):
         self.hidden_channels = hidden_channels
         self.padding_mode = padding_mode
 
-    def _conv(self, filters, kernel_size, name):
+    def _conv(self, filters, kernel_size, name, use_bias=True):
         return keras.layers.Conv2D(
-            filters, kernel_size, padding="valid", dtype=self.dtype_policy, name=name
+            filters, kernel_size, padding="valid", use_bias=use_bias,
+            dtype=self.dtype_policy, name=name,
         )
+
+    def _head(self, name="head"):
+        # No bias: a constant added to every logit cancels in the softmax (zero gradient).
+        return keras.layers.Dense(1, use_bias=False, dtype=self.dtype_policy, name=name)
 
     def _apply_conv(self, conv, x):
         k = conv.kernel_size[0]
@@ -65,7 +70,7 @@ class ConvScorer(_Scorer):
         c = components_shape[-1]
         width = self._width(c)
         self.conv1 = self._conv(width, 3, "conv1")
-        self.conv2 = self._conv(1, 3, "conv2")
+        self.conv2 = self._conv(1, 3, "conv2", use_bias=False)
         self.conv1.build(self._flat_shape(components_shape))
         self.conv2.build(self._flat_shape(components_shape, width))
 
@@ -90,7 +95,7 @@ class ConvSkipScorer(_Scorer):
             )
         self.conv1 = self._conv(c, 3, "conv1")
         self.conv2 = self._conv(c, 3, "conv2")
-        self.head = self._conv(1, 1, "head")
+        self.head = self._conv(1, 1, "head", use_bias=False)
         for layer in (self.conv1, self.conv2, self.head):
             layer.build(self._flat_shape(components_shape))
 
@@ -109,7 +114,7 @@ class PerceptronScorer(_Scorer):
     def build(self, components_shape):
         width = self._width(components_shape[-1])
         self.conv1 = self._conv(width, 1, "conv1")
-        self.conv2 = self._conv(1, 1, "conv2")
+        self.conv2 = self._conv(1, 1, "conv2", use_bias=False)
         self.conv1.build(self._flat_shape(components_shape))
         self.conv2.build(self._flat_shape(components_shape, width))
 
@@ -154,9 +159,11 @@ class AttentionScorer(_SetScorer):
     def build(self, components_shape):
         width = self._build_embedding(components_shape)
         self.query = keras.layers.Dense(width, dtype=self.dtype_policy, name="query")
-        self.key = keras.layers.Dense(width, dtype=self.dtype_policy, name="key")
+        # Key bias would add a per-query constant to the scores: cancels in the softmax.
+        self.key = keras.layers.Dense(width, use_bias=False, dtype=self.dtype_policy,
+                                      name="key")
         self.value = keras.layers.Dense(width, dtype=self.dtype_policy, name="value")
-        self.head = keras.layers.Dense(1, dtype=self.dtype_policy, name="head")
+        self.head = self._head()
         for layer in (self.query, self.key, self.value, self.head):
             layer.build((None, components_shape[1], width))
 
@@ -188,7 +195,7 @@ class GraphScorer(_SetScorer):
         self.message = keras.layers.Dense(
             width, use_bias=False, dtype=self.dtype_policy, name="message"
         )
-        self.head = keras.layers.Dense(1, dtype=self.dtype_policy, name="head")
+        self.head = self._head()
         for layer in (self.self_update, self.message, self.head):
             layer.build((None, components_shape[1], width))
 

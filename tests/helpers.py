@@ -1,0 +1,99 @@
+"""Test helpers shared across the suite (imported as `tests.helpers`)."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def to_numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def _outputs(result):
+    return result if isinstance(result, (tuple, list)) else (result,)
+
+
+def assert_all_close(actual, expected, atol=1e-5, rtol=1e-5):
+    for a, e in zip(_outputs(actual), _outputs(expected), strict=True):
+        np.testing.assert_allclose(to_numpy(a), to_numpy(e), atol=atol, rtol=rtol)
+
+
+def run_layer_test(layer_cls, init_kwargs, input_shape, expected_output_shapes,
+                   tmp_path, call_kwargs=None, train=True, atol=1e-6):
+    """Checks one layer the way a user will use it.
+
+    - config round trip gives an equal config and equal outputs (same weights);
+    - symbolic call in a functional model gives the expected shapes, eager matches it;
+    - `.keras` save/load reproduces the outputs;
+    - `tf.function(jit_compile=True)` (XLA) matches eager;
+    - one training step with `fit` runs and leaves finite weights.
+    """
+    call_kwargs = dict(call_kwargs or {})
+    x = np.random.default_rng(7).normal(size=input_shape).astype("float32")
+
+    layer = layer_cls(**init_kwargs)
+    eager = layer(x, training=False, **call_kwargs)
+    got_shapes = [tuple(t.shape) for t in _outputs(eager)]
+    assert got_shapes == [tuple(s) for s in expected_output_shapes]
+
+    config = layer.get_config()
+    clone = layer_cls.from_config(config)
+    assert clone.get_config() == config
+    clone(x, training=False, **call_kwargs)
+    clone.set_weights(layer.get_weights())
+    assert_all_close(clone(x, training=False, **call_kwargs), eager, atol=atol)
+
+    # Functional model with unknown batch size.
+    inputs = keras.Input(input_shape[1:])
+    symbolic = layer(inputs, **call_kwargs)
+    for t, shape in zip(_outputs(symbolic), expected_output_shapes, strict=True):
+        assert tuple(t.shape)[1:] == tuple(shape)[1:]
+    model = keras.Model(inputs, symbolic)
+    assert_all_close(model(x, training=False), eager, atol=atol)
+
+    path = str(tmp_path / f"{layer.name}.keras")
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    assert_all_close(reloaded(x, training=False), eager, atol=atol)
+
+    xla = tf.function(lambda v: model(v, training=False), jit_compile=True)
+    assert_all_close(xla(tf.constant(x)), eager, atol=1e-5)
+
+    if train:
+        head = keras.layers.GlobalAveragePooling2D()(_outputs(symbolic)[0])
+        head = keras.layers.Dense(2)(head)
+        trainer = keras.Model(inputs, head)
+        trainer.compile(optimizer="sgd", loss="mse")
+        history = trainer.fit(x, np.zeros((input_shape[0], 2), "float32"), epochs=1,
+                              batch_size=input_shape[0], verbose=0)
+        assert np.isfinite(history.history["loss"][0])
+        for w in trainer.weights:
+            assert np.all(np.isfinite(to_numpy(w)))
+    return layer
+
+
+SHIFTS = [(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4)]
+
+
+def roll(x, shift):
+    """Circular shift of NHWC numpy `x` by `(dy, dx)`."""
+    return np.roll(to_numpy(x), shift, axis=(1, 2))
+
+
+def low_res_shift(index, shift, stride):
+    """Low-resolution roll that the shift law predicts for selected component `index`.
+
+    Component `k = s*i + j` of `x` reappears in `roll(x, (dy, dx))` rolled by
+    `(floor((i + dy) / s), floor((j + dx) / s))` on the low-resolution grid.
+    """
+    i, j = divmod(int(index), stride)
+    return ((i + shift[0]) // stride, (j + shift[1]) // stride)
+
+
+def expected_after_shift(outputs, indices, shift, stride):
+    """Per sample: `outputs[b]` rolled by the low-resolution shift of its component."""
+    outputs = to_numpy(outputs)
+    return np.stack(
+        [np.roll(outputs[b], low_res_shift(indices[b], shift, stride), axis=(0, 1))
+         for b in range(outputs.shape[0])]
+    )
