@@ -20,4 +20,5 @@ def rng():
 def _seed_everything():
     keras.utils.set_random_seed(0)
     yield
+    keras.config.set_floatx("float32")
     keras.config.set_dtype_policy("float32")

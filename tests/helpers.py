@@ -1,5 +1,9 @@
 """Test helpers shared across the suite (imported as `tests.helpers`)."""
 
+import json
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -97,3 +101,50 @@ def expected_after_shift(outputs, indices, shift, stride):
         [np.roll(outputs[b], low_res_shift(indices[b], shift, stride), axis=(0, 1))
          for b in range(outputs.shape[0])]
     )
+
+
+_FRESH_LOADER = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+served = tf.saved_model.load(sys.argv[1])
+x = np.load(sys.argv[2])
+outputs = served.serve(tf.constant(x))
+outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+np.savez(sys.argv[3], *[o.numpy() for o in outputs])
+print(json.dumps({"lps_keras_imported": any(m.startswith("lps_keras") for m in sys.modules)}))
+"""
+
+
+def serve_in_fresh_process(export_dir, x, tmp_path):
+    """Loads a `model.export` SavedModel in a new Python that never imports lps_keras.
+
+    Returns the list of outputs of its `serve` endpoint on `x`.
+    """
+    np.save(tmp_path / "serve_input.npy", x)
+    result = subprocess.run(
+        [sys.executable, "-c", _FRESH_LOADER, str(export_dir),
+         str(tmp_path / "serve_input.npy"), str(tmp_path / "serve_output.npz")],
+        capture_output=True, text=True, timeout=300, cwd=str(tmp_path), check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"lps_keras_imported": False}
+    served = np.load(tmp_path / "serve_output.npz")
+    return [served[f"arr_{i}"] for i in range(len(served.files))]
+
+
+def calibrate_batchnorm(model, x):
+    """Sets every BN's moving statistics to those of `x` (one training-mode pass).
+
+    Random-weight ResNets in inference mode use the initial statistics (mean 0, var 1), so
+    activations grow with depth and logits reach 1e3; float32 rounding then swamps an
+    absolute tolerance. Calibrated statistics keep logits O(1) and the check meaningful.
+    """
+    norms = [layer for layer in model._flatten_layers()
+             if isinstance(layer, keras.layers.BatchNormalization)]
+    saved = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.momentum = 0.0
+    model(x, training=True)
+    for layer, momentum in zip(norms, saved, strict=True):
+        layer.momentum = momentum

@@ -39,3 +39,12 @@ def check_float_dtype(layer, dtype):
             f"{layer.__class__.__name__} expects a floating-point input; got dtype {name}. "
             "Cast images with `keras.ops.cast(x, 'float32')` (and normalise them) first."
         )
+
+
+def scoring_dtype(dtype):
+    """Dtype for norms, logits and softmax: float32, or float64 for float64 inputs.
+
+    Half precision is too coarse to rank components reliably; float64 is kept as is.
+    """
+    name = getattr(dtype, "name", str(dtype))
+    return "float64" if name == "float64" else "float32"

@@ -73,9 +73,10 @@ class DDAC2D(keras.layers.Layer):
         g = self.groups
         padded = pad2d(inputs, filter_padding(k), self.padding_mode)
         logits = self.kernel_norm(self.kernel_predictor(padded), training=training)
-        # Softmax in float32 so the kernels stay normalised under mixed precision.
+        # Softmax in at least float32 so the kernels stay normalised under mixed precision.
         shape = ops.shape(inputs)
-        logits = ops.reshape(ops.cast(logits, "float32"), (-1, shape[1], shape[2], g, k * k))
+        logits = ops.cast(logits, _validation.scoring_dtype(inputs.dtype))
+        logits = ops.reshape(logits, (-1, shape[1], shape[2], g, k * k))
         kernels = ops.cast(ops.softmax(logits, axis=-1), inputs.dtype)
         # Neighbourhood of every pixel as k*k shifted views: [B, H, W, k*k, C].
         patches = ops.stack(

@@ -62,7 +62,7 @@ class _PolyphaseDownsampling(keras.layers.Layer):
         components = polyphase_split(pad_to_multiple(x, self.stride), self.stride)
         if probs is not None:
             self._check_probs(probs)
-            probs = ops.cast(probs, "float32")
+            probs = ops.cast(probs, _validation.scoring_dtype(components.dtype))
             outputs = select_weighted(components, probs)
         else:
             scored = components
@@ -139,8 +139,8 @@ class APSDownsampling2D(_PolyphaseDownsampling):
         self.norm = _validation.check_choice("norm", norm, NORMS)
 
     def component_norms(self, components):
-        """Per-sample norms `[B, stride**2]` in float32 (squared for l2: same argmax)."""
-        c = ops.cast(components, "float32")
+        """Per-sample norms `[B, stride**2]`, at least float32 (squared for l2: same argmax)."""
+        c = ops.cast(components, _validation.scoring_dtype(components.dtype))
         if self.norm == "l2":
             return ops.sum(ops.square(c), axis=(2, 3, 4))
         if self.norm == "l1":
@@ -149,7 +149,8 @@ class APSDownsampling2D(_PolyphaseDownsampling):
 
     def _select(self, components, training):
         index = ops.argmax(ops.stop_gradient(self.component_norms(components)), axis=-1)
-        return ops.one_hot(index, self.num_components, dtype="float32"), index
+        return ops.one_hot(index, self.num_components, dtype=_validation.scoring_dtype(
+            components.dtype)), index
 
     def get_config(self):
         config = super().get_config()
@@ -225,7 +226,8 @@ class LPSDownsampling2D(_PolyphaseDownsampling):
         self.hard = bool(hard)
         self.padding_mode = padding_mode
         self.seed = seed
-        self.scorer = get_scorer(logits_model, hidden_channels, padding_mode)
+        self.scorer = get_scorer(logits_model, hidden_channels, padding_mode,
+                                 dtype=_validation.scoring_dtype(self.compute_dtype))
         self.seed_generator = ReplicaSeedGenerator(seed)
 
     def build(self, input_shape):
@@ -241,28 +243,28 @@ class LPSDownsampling2D(_PolyphaseDownsampling):
         self.scorer.build(self._components_shape(input_shape))
 
     def compute_logits(self, components, training=None):
-        """Scorer logits `[B, stride**2]` (float32) for split components."""
-        return ops.cast(self.scorer(components, training=training), "float32")
+        """Scorer logits `[B, stride**2]` (float32, float64 for float64 layers)."""
+        return self.scorer(components, training=training)
 
     def _select(self, components, training):
         logits = self.compute_logits(components, training=training)
-        tau = ops.cast(self.tau, "float32")
+        tau = ops.cast(self.tau, logits.dtype)
         if not training:
             if self.inference_mode == "argmax":
                 index = ops.argmax(logits, axis=-1)
-                return ops.one_hot(index, self.num_components, dtype="float32"), index
+                return ops.one_hot(index, self.num_components, dtype=logits.dtype), index
             return ops.softmax(logits / tau, axis=-1), None
         if self.train_mode == "gumbel":
             # Gumbel(0, 1) noise via -log(-log U); U bounded away from 0 and 1.
             u = keras.random.uniform(
-                ops.shape(logits), minval=1e-7, maxval=1.0 - 1e-7, dtype="float32",
+                ops.shape(logits), minval=1e-7, maxval=1.0 - 1e-7, dtype=logits.dtype,
                 seed=self.seed_generator,
             )
             logits = logits - ops.log(-ops.log(u))
         soft = ops.softmax(logits / tau, axis=-1)
         if self.hard:
             one_hot = ops.one_hot(ops.argmax(soft, axis=-1), self.num_components,
-                                  dtype="float32")
+                                  dtype=logits.dtype)
             # Straight-through: forward one-hot, backward the soft gradient.
             return soft + ops.stop_gradient(one_hot - soft), None
         return soft, None

@@ -16,7 +16,7 @@ SCORERS = ("conv", "conv_skip", "attention", "attention_bn", "graph", "perceptro
 
 
 class _Scorer(keras.layers.Layer):
-    """Base: runs per-component layers on `[B*K, h, w, C]` in float32."""
+    """Base: runs per-component layers on `[B*K, h, w, C]` in float32 (or float64)."""
 
     def __init__(self, hidden_channels=None, padding_mode="circular", **kwargs):
         kwargs.setdefault("dtype", "float32")  # logits in float32 under mixed precision
@@ -43,13 +43,13 @@ class _Scorer(keras.layers.Layer):
     @staticmethod
     def _flatten(components):
         shape = ops.shape(components)
-        flat = ops.reshape(components, (-1, shape[2], shape[3], components.shape[4]))
-        return ops.cast(flat, "float32")
+        return ops.reshape(components, (-1, shape[2], shape[3], components.shape[4]))
 
     @staticmethod
     def _flat_shape(components_shape, channels=None):
-        _, _, h, w, c = components_shape
-        return (None, h, w, c if channels is None else channels)
+        # Spatial sizes left unknown: convs see padded inputs, and only channels matter.
+        c = components_shape[-1]
+        return (None, None, None, c if channels is None else channels)
 
     def _width(self, channels):
         return channels if self.hidden_channels is None else self.hidden_channels
@@ -217,7 +217,7 @@ _BY_NAME = {
 }
 
 
-def get_scorer(name, hidden_channels=None, padding_mode="circular"):
+def get_scorer(name, hidden_channels=None, padding_mode="circular", dtype="float32"):
     """Builds the scorer named `name` (one of `SCORERS`)."""
     if name not in _BY_NAME:
         raise ValueError(f"`logits_model` must be one of {SCORERS}; got {name!r}.")
@@ -229,5 +229,6 @@ def get_scorer(name, hidden_channels=None, padding_mode="circular"):
             f"`hidden_channels` must be None or a positive int; got {hidden_channels!r}."
         )
     return _BY_NAME[name](
-        hidden_channels=hidden_channels, padding_mode=padding_mode, name="logits_model"
+        hidden_channels=hidden_channels, padding_mode=padding_mode, name="logits_model",
+        dtype=dtype,
     )

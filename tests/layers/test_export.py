@@ -1,9 +1,5 @@
 """A model using every layer survives `model.export` and loads without lps_keras."""
 
-import json
-import subprocess
-import sys
-
 import keras
 import numpy as np
 
@@ -16,19 +12,7 @@ from lps_keras.layers import (
     LPSDownsampling2D,
     PolyphaseUpsampling2D,
 )
-from tests.helpers import to_numpy
-
-LOADER = """
-import json, sys
-import numpy as np
-import tensorflow as tf
-served = tf.saved_model.load(sys.argv[1])
-x = np.load(sys.argv[2])
-outputs = served.serve(tf.constant(x))
-outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-np.savez(sys.argv[3], *[o.numpy() for o in outputs])
-print(json.dumps({"lps_keras_imported": any(m.startswith("lps_keras") for m in sys.modules)}))
-"""
+from tests.helpers import serve_in_fresh_process, to_numpy
 
 
 def _model_with_every_layer():
@@ -53,18 +37,10 @@ def test_export_loads_in_fresh_process_without_lps_keras(tmp_path):
     expected = [to_numpy(t) for t in model(x, training=False)]
     export_dir = str(tmp_path / "export")
     model.export(export_dir, verbose=False)
-    np.save(tmp_path / "x.npy", x)
-    result = subprocess.run(
-        [sys.executable, "-c", LOADER, export_dir, str(tmp_path / "x.npy"),
-         str(tmp_path / "out.npz")],
-        capture_output=True, text=True, timeout=300, cwd=str(tmp_path), check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"lps_keras_imported": False}
-    served = np.load(tmp_path / "out.npz")
-    assert len(served.files) == len(expected)
-    for i, e in enumerate(expected):
-        np.testing.assert_allclose(served[f"arr_{i}"], e, atol=1e-5)
+    served = serve_in_fresh_process(export_dir, x, tmp_path)
+    assert len(served) == len(expected)
+    for s, e in zip(served, expected, strict=True):
+        np.testing.assert_allclose(s, e, atol=1e-5)
 
 
 def test_keras_round_trip_of_the_same_model(tmp_path):

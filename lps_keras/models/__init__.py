@@ -1,0 +1,27 @@
+"""Shift-invariant classifiers and shift-equivariant segmenters."""
+
+from lps_keras.models.resnet import (
+    resnet,
+    resnet18,
+    resnet20,
+    resnet34,
+    resnet50,
+    resnet56,
+    resnet101,
+    resnet_features,
+)
+
+__all__ = [
+    "resnet",
+    "resnet18",
+    "resnet20",
+    "resnet34",
+    "resnet50",
+    "resnet56",
+    "resnet101",
+    "resnet_features",
+]
+
+from lps_keras.models.deeplab import deeplabv3plus  # noqa: E402
+
+__all__ += ["deeplabv3plus"]

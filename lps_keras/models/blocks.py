@@ -1,0 +1,161 @@
+"""Building blocks shared by the classifiers and segmenters.
+
+Everything here is a function on Keras tensors, so the models come out as flat functional
+graphs whose intermediate features and selections DeepLab can tap directly.
+"""
+
+import keras
+
+from lps_keras.layers import (
+    APSDownsampling2D,
+    BlurPool2D,
+    CircularPad2D,
+    LPSDownsampling2D,
+    get_antialias,
+)
+from lps_keras.layers._validation import check_choice
+
+DOWNSAMPLING = ("strided", "blurpool", "aps", "lps")
+PADDING_MODES = ("circular", "zeros")
+
+# Torch-like BN: the papers' recipes assume momentum 0.1 (Keras 0.9) and eps 1e-5.
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+
+class Builder:
+    """Holds the network-wide choices so every conv/downsampler is made consistently.
+
+    Args:
+        downsampling: `"strided"`, `"blurpool"`, `"aps"` or `"lps"`.
+        antialias: None or `"lowpassN"`/`"ddacN"`, applied inside every APS/LPS
+            downsampler (with `"blurpool"`, N sets the blur size; default 3).
+        padding_mode: `"circular"` (exact invariance) or `"zeros"` for every spatial conv.
+        logits_model: LPS scorer name.
+        lps_kwargs: extra `LPSDownsampling2D` arguments (tau, train_mode, hard, seed, ...).
+        sync_bn: use `BatchNormalization(synchronized=True)` (multi-replica training).
+        score_unfiltered: with `antialias`, APS/LPS select on the unfiltered input and
+            return the filtered one. A blur makes all components share one mean, so a
+            scorer that is nearly linear (as at initialisation) sees near-ties whose
+            winner is decided by rounding; scoring the raw input avoids that.
+    """
+
+    def __init__(self, downsampling="strided", antialias=None, padding_mode="circular",
+                 logits_model="conv", lps_kwargs=None, sync_bn=False, score_unfiltered=True):
+        self.downsampling = check_choice("downsampling", downsampling, DOWNSAMPLING)
+        self.padding_mode = check_choice("padding_mode", padding_mode, PADDING_MODES)
+        get_antialias(antialias)  # validate early, before any layer is made
+        if downsampling == "strided" and antialias is not None:
+            raise ValueError(
+                "`antialias` needs a downsampler to act before: use downsampling='blurpool', "
+                "'aps' or 'lps' with antialias, or leave antialias=None for 'strided'."
+            )
+        self.antialias = antialias
+        self.logits_model = logits_model
+        self.lps_kwargs = dict(lps_kwargs or {})
+        self.sync_bn = sync_bn
+        self.score_unfiltered = score_unfiltered
+
+    @property
+    def polyphase(self):
+        return self.downsampling in ("aps", "lps")
+
+    def pad(self, x, amount, name):
+        """Pads by `amount` (int or ((top, bottom), (left, right))) in the padding mode."""
+        if amount == 0:
+            return x
+        if self.padding_mode == "circular":
+            return CircularPad2D(amount, name=name)(x)
+        return keras.layers.ZeroPadding2D(amount, name=name)(x)
+
+    def conv(self, x, filters, kernel_size, name, strides=1, dilation=1, use_bias=False):
+        """Conv with explicit padding `dilation*(k-1)/2` in the network's padding mode."""
+        x = self.pad(x, dilation * (kernel_size - 1) // 2, name=f"{name}_pad")
+        return keras.layers.Conv2D(
+            filters, kernel_size, strides=strides, dilation_rate=dilation, padding="valid",
+            use_bias=use_bias, kernel_initializer="he_normal", name=name,
+        )(x)
+
+    def bn(self, x, name, zero_init=False):
+        return keras.layers.BatchNormalization(
+            momentum=BN_MOMENTUM, epsilon=BN_EPSILON, synchronized=self.sync_bn,
+            gamma_initializer="zeros" if zero_init else "ones", name=name,
+        )(x)
+
+    def conv_bn_relu(self, x, filters, kernel_size, name, strides=1, dilation=1, relu=True):
+        x = self.conv(x, filters, kernel_size, f"{name}_conv", strides, dilation)
+        x = self.bn(x, f"{name}_bn")
+        return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
+
+    def downsample(self, x, name, logits_channels=None, probs=None):
+        """Replaces a stride-2 step; returns `(y, probs)` (`probs` None for fixed grids).
+
+        Given `probs`, applies that selection (shortcuts) and makes no scorer.
+        """
+        if self.downsampling == "blurpool":
+            size = int(self.antialias[-1]) if self.antialias else 3
+            pad_mode = "circular" if self.padding_mode == "circular" else "zeros"
+            return BlurPool2D(size, stride=2, padding_mode=pad_mode, name=name)(x), None
+        antialias = self._antialias_layer(f"{name}_antialias")
+        if probs is not None or self.downsampling == "aps":
+            layer = APSDownsampling2D(2, antialias=antialias, return_probs=True,
+                                      score_unfiltered=self.score_unfiltered, name=name)
+            return layer(x, probs=probs) if probs is not None else layer(x)
+        layer = LPSDownsampling2D(
+            2, logits_model=self.logits_model, hidden_channels=logits_channels,
+            antialias=antialias, return_probs=True, padding_mode=self.padding_mode,
+            score_unfiltered=self.score_unfiltered, name=name, **self.lps_kwargs,
+        )
+        return layer(x)
+
+    def _antialias_layer(self, name):
+        if self.antialias is None:
+            return None
+        pad_mode = "circular" if self.padding_mode == "circular" else "zeros"
+        return get_antialias(self.antialias, padding_mode=pad_mode, name=name)
+
+
+def basic_block(b, x, filters, stride, name, dilation=1, logits_channels=None):
+    """ResNet BasicBlock; returns `(x, probs)` (`probs` None when nothing selects)."""
+    in_channels = x.shape[-1]
+    probs = None
+    if stride == 1 or b.downsampling == "strided":
+        y = b.conv_bn_relu(x, filters, 3, f"{name}_1", strides=stride, dilation=dilation)
+    else:
+        y = b.conv_bn_relu(x, filters, 3, f"{name}_1", dilation=dilation)
+        y, probs = b.downsample(y, f"{name}_down", logits_channels)
+    y = b.conv(y, filters, 3, f"{name}_2_conv", dilation=dilation)
+    y = b.bn(y, f"{name}_2_bn")
+    shortcut = _shortcut(b, x, filters, stride, in_channels, name, probs)
+    x = keras.layers.Add(name=f"{name}_add")([shortcut, y])
+    return keras.layers.ReLU(name=f"{name}_out")(x), probs
+
+
+def bottleneck_block(b, x, filters, stride, name, dilation=1, logits_channels=None,
+                     expansion=4):
+    """ResNet v1.5 Bottleneck (stride on the 3x3 conv); returns `(x, probs)`."""
+    in_channels = x.shape[-1]
+    probs = None
+    y = b.conv_bn_relu(x, filters, 1, f"{name}_1")
+    if stride == 1 or b.downsampling == "strided":
+        y = b.conv_bn_relu(y, filters, 3, f"{name}_2", strides=stride, dilation=dilation)
+    else:
+        y = b.conv_bn_relu(y, filters, 3, f"{name}_2", dilation=dilation)
+        y, probs = b.downsample(y, f"{name}_down", logits_channels)
+    y = b.conv(y, filters * expansion, 1, f"{name}_3_conv")
+    y = b.bn(y, f"{name}_3_bn")
+    shortcut = _shortcut(b, x, filters * expansion, stride, in_channels, name, probs)
+    x = keras.layers.Add(name=f"{name}_add")([shortcut, y])
+    return keras.layers.ReLU(name=f"{name}_out")(x), probs
+
+
+def _shortcut(b, x, filters, stride, in_channels, name, probs):
+    if stride == 1 and in_channels == filters:
+        return x
+    if stride != 1 and b.downsampling != "strided":
+        # Same selection as the main branch, or the sum misaligns by a pixel.
+        x, _ = b.downsample(x, f"{name}_short_down", probs=probs)
+        stride = 1
+    x = keras.layers.Conv2D(filters, 1, strides=stride, use_bias=False,
+                            kernel_initializer="he_normal", name=f"{name}_short_conv")(x)
+    return b.bn(x, f"{name}_short_bn")

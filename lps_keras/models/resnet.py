@@ -1,0 +1,187 @@
+"""ResNet classifiers with strided, BlurPool, APS or LPS downsampling.
+
+Placement (DESIGN section 4): every stride-2 step becomes a stride-1 conv, BN, ReLU and a
+downsampler; shortcuts reuse the main branch's selection. With `padding_mode="circular"`,
+APS/LPS and input sizes divisible by 2**num_downsamplers (32 for the ImageNet stem, 8 for
+CIFAR ResNet-18, 4 for ResNet-20/56), the logits are exactly invariant to circular shifts
+at inference.
+"""
+
+import keras
+
+from lps_keras.models.blocks import Builder, basic_block, bottleneck_block
+
+# depth: (block kind, blocks per stage, stage widths)
+_IMAGENET_STAGES = (64, 128, 256, 512)
+DEPTHS = {
+    18: ("basic", (2, 2, 2, 2), _IMAGENET_STAGES),
+    34: ("basic", (3, 4, 6, 3), _IMAGENET_STAGES),
+    50: ("bottleneck", (3, 4, 6, 3), _IMAGENET_STAGES),
+    101: ("bottleneck", (3, 4, 23, 3), _IMAGENET_STAGES),
+    20: ("basic", (3, 3, 3), (16, 32, 64)),
+    56: ("basic", (9, 9, 9), (16, 32, 64)),
+}
+STEMS = ("cifar", "imagenet")
+
+
+def _stage_widths(logits_channels, num_stages):
+    """Scorer width per stage: None (input channels), one int, or one value per stage."""
+    if logits_channels is None or isinstance(logits_channels, int):
+        return [logits_channels] * num_stages
+    widths = list(logits_channels)
+    if len(widths) != num_stages:
+        raise ValueError(
+            f"`logits_channels` must be None, an int or one value per stage ({num_stages} "
+            f"for this depth); got {logits_channels!r}."
+        )
+    return widths
+
+
+def resnet_features(inputs, depth, stem="imagenet", downsampling="strided", antialias=None,
+                    padding_mode="circular", logits_channels=None, logits_model="conv",
+                    lps_kwargs=None, sync_bn=False, output_stride=None, score_unfiltered=True):
+    """Builds the ResNet body on `inputs`; for models that tap intermediate features.
+
+    Args:
+        inputs: Keras tensor `[B, H, W, C]`.
+        depth, stem, downsampling, antialias, padding_mode, logits_channels,
+        logits_model, lps_kwargs, sync_bn, score_unfiltered: as in `resnet`.
+        output_stride: None (no dilation) or 8/16/32 for ImageNet-stem backbones: stages
+            past that stride keep their resolution and dilate their 3x3 convs instead.
+
+    Returns:
+        `(outputs, features, probs)`: the last feature map; a dict from total stride
+        (1, 2, 4, ...) to the last feature map at that stride; a dict from total stride to
+        the `probs` of the downsampler that produced it (APS/LPS only).
+    """
+    if depth not in DEPTHS:
+        raise ValueError(f"`depth` must be one of {tuple(DEPTHS)}; got {depth!r}.")
+    if stem not in STEMS:
+        raise ValueError(f"`stem` must be one of {STEMS}; got {stem!r}.")
+    kind, blocks, widths = DEPTHS[depth]
+    if output_stride not in (None, 8, 16, 32):
+        raise ValueError(f"`output_stride` must be None, 8, 16 or 32; got {output_stride!r}.")
+    if output_stride is not None and stem != "imagenet":
+        raise ValueError("`output_stride` needs the ImageNet stem (stride 4 before stage 1).")
+    b = Builder(downsampling, antialias, padding_mode, logits_model, lps_kwargs, sync_bn,
+                score_unfiltered)
+    scorer_widths = _stage_widths(logits_channels, len(widths))
+    features, probs = {}, {}
+    stride_now = 1
+
+    def record(x, p):
+        features[stride_now] = x
+        if p is not None:
+            probs[stride_now] = p
+
+    x = inputs
+    if stem == "imagenet":
+        if b.downsampling == "strided":
+            x = b.conv_bn_relu(x, widths[0], 7, "stem", strides=2)
+            stride_now = 2
+            record(x, None)
+            # Zero padding after ReLU equals the usual -inf padding of max-pooling.
+            x = b.pad(x, 1, "stem_pool_pad")
+            x = keras.layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
+            stride_now = 4
+            record(x, None)
+        else:
+            x = b.conv_bn_relu(x, widths[0], 7, "stem")
+            x, p = b.downsample(x, "stem_down1", scorer_widths[0])
+            stride_now = 2
+            record(x, p)
+            # 2x2 max-pool at stride 1 needs one extra row/column at the end.
+            x = b.pad(x, ((0, 1), (0, 1)), "stem_pool_pad")
+            x = keras.layers.MaxPooling2D(2, strides=1, name="stem_pool")(x)
+            x, p = b.downsample(x, "stem_down2", scorer_widths[0])
+            stride_now = 4
+            record(x, p)
+    else:
+        x = b.conv_bn_relu(x, widths[0], 3, "stem")
+        record(x, None)
+
+    block_fn = basic_block if kind == "basic" else bottleneck_block
+    dilation = 1
+    for stage, (n, width) in enumerate(zip(blocks, widths, strict=True)):
+        stage_stride = 1 if stage == 0 else 2
+        if output_stride is not None and stage_stride == 2 and stride_now >= output_stride:
+            dilation *= 2  # keep the resolution, widen the receptive field instead
+            stage_stride = 1
+        for i in range(n):
+            stride = stage_stride if i == 0 else 1
+            x, p = block_fn(b, x, width, stride, f"stage{stage + 1}_block{i + 1}",
+                            dilation=dilation, logits_channels=scorer_widths[stage])
+            if stride == 2:
+                stride_now *= 2
+            if p is not None:
+                probs[stride_now] = p
+        features[stride_now] = x
+    return x, features, probs
+
+
+def resnet(depth, num_classes=1000, input_shape=None, stem="imagenet", downsampling="strided",
+           antialias=None, padding_mode="circular", logits_channels=None, logits_model="conv",
+           lps_kwargs=None, include_top=True, sync_bn=False, dropout=0.0, score_unfiltered=True,
+           name=None):
+    """A ResNet classifier.
+
+    Args:
+        depth: 18, 34, 50, 101 (ImageNet blocks) or 20, 56 (CIFAR three-stage blocks,
+            widths 16/32/64). Depths 18-101 with `stem="cifar"` give the CIFAR ResNet-18
+            etc. used in the LPS paper.
+        num_classes: number of logits.
+        input_shape: `(H, W, C)`; None means `(None, None, 3)`. Exact invariance needs H and
+            W divisible by 2**(number of downsamplers).
+        stem: `"imagenet"` (7x7 conv + max-pool, stride 4) or `"cifar"` (3x3 conv, stride 1).
+        downsampling: `"strided"` (standard), `"blurpool"`, `"aps"` or `"lps"`.
+        antialias: None, `"lowpassN"` or `"ddacN"` for APS/LPS (N: filter size); with
+            `"blurpool"`, `"lowpassN"` sets the blur size.
+        padding_mode: `"circular"` or `"zeros"`, for every spatial conv and blur.
+        logits_channels: LPS scorer width: None (downsampler input channels), an int, or
+            one value per stage (the stem's downsamplers use stage 1's value).
+        logits_model: LPS scorer name (`"conv"`, `"attention"`, ...).
+        lps_kwargs: extra `LPSDownsampling2D` arguments, e.g. `{"tau": 1.0, "hard": False}`.
+        include_top: if False, the model returns the last feature map (no pooling).
+        sync_bn: synchronized batch normalization across replicas.
+        dropout: dropout rate before the classifier.
+        score_unfiltered: with `antialias`, select on the unfiltered input and return the
+            filtered one (default True: a blur evens out the components and invites ties).
+        name: model name.
+
+    Returns:
+        A functional `keras.Model` returning logits (or features).
+
+    Example:
+
+    >>> model = resnet(20, num_classes=10, input_shape=(32, 32, 3), stem="cifar",
+    ...                downsampling="lps")
+    >>> model(keras.random.normal((2, 32, 32, 3)), training=False).shape
+    TensorShape([2, 10])
+    """
+    inputs = keras.Input(input_shape or (None, None, 3), name="images")
+    x, _, _ = resnet_features(inputs, depth, stem, downsampling, antialias, padding_mode,
+                              logits_channels, logits_model, lps_kwargs, sync_bn,
+                              score_unfiltered=score_unfiltered)
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name="dropout")(x)
+        x = keras.layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, x, name=name or f"resnet{depth}_{downsampling}")
+
+
+def _named(depth):
+    def builder(num_classes=1000, input_shape=None, **kwargs):
+        return resnet(depth, num_classes=num_classes, input_shape=input_shape, **kwargs)
+
+    builder.__name__ = f"resnet{depth}"
+    builder.__doc__ = f"ResNet-{depth}; arguments as in `resnet`."
+    return builder
+
+
+resnet18 = _named(18)
+resnet34 = _named(34)
+resnet50 = _named(50)
+resnet101 = _named(101)
+resnet20 = _named(20)
+resnet56 = _named(56)

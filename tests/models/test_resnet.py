@@ -1,0 +1,172 @@
+import keras
+import numpy as np
+import pytest
+
+from lps_keras.models import resnet, resnet18, resnet20, resnet34, resnet50, resnet101
+from tests.helpers import calibrate_batchnorm, serve_in_fresh_process, to_numpy
+
+MODES = {
+    "aps": {"downsampling": "aps"},
+    "lps": {"downsampling": "lps"},
+    "lps+lowpass3": {"downsampling": "lps", "antialias": "lowpass3"},
+    "aps+ddac3": {"downsampling": "aps", "antialias": "ddac3"},
+}
+ARCHS = {
+    "resnet18-cifar": (resnet18, "cifar", 32),
+    "resnet20-cifar": (resnet20, "cifar", 32),
+    "resnet18-imagenet": (resnet18, "imagenet", 64),
+    "resnet50-imagenet": (resnet50, "imagenet", 64),
+}
+
+
+def _shifts(seed, count=8, limit=8):
+    rng = np.random.default_rng(seed)
+    shifts = set()
+    while len(shifts) < count:  # distinct, non-zero shifts
+        s = tuple(int(v) for v in rng.integers(-limit, limit + 1, size=2))
+        if s != (0, 0):
+            shifts.add(s)
+    return sorted(shifts)
+
+
+def _max_shift_error(model, x, seed):
+    """Largest |logits(roll(x, s)) - logits(x)| over the shifts, in one batched call
+    (outputs are per sample, so batching the shifted copies changes nothing)."""
+    shifts = _shifts(seed)
+    batch = np.concatenate([x] + [np.roll(x, s, (1, 2)) for s in shifts])
+    out = to_numpy(model(batch, training=False)).reshape((len(shifts) + 1,) + (len(x), -1))
+    return np.abs(out[1:] - out[:1]).max(), out[0]
+
+
+@pytest.fixture
+def float64():
+    """Exactness is checked in float64, where rounding cannot hide a real difference
+    (float32 logits of random-weight ResNets reach 1e2, so rounding alone is ~1e-5)."""
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    yield "float64"  # the autouse fixture in conftest restores float32
+
+
+def _build(arch, dtype="float32", **kwargs):
+    builder, stem, size = ARCHS[arch]
+    model = builder(num_classes=10, input_shape=(size, size, 3), stem=stem, **kwargs)
+    x = np.random.default_rng(0).normal(size=(2, size, size, 3)).astype(dtype)
+    return model, x
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_circular_shift_invariance(arch, mode, float64):
+    kwargs = dict(MODES[mode])
+    if arch == "resnet50-imagenet":
+        kwargs["logits_channels"] = 16  # keeps the default suite fast; any width works
+    model, x = _build(arch, float64, **kwargs)
+    error, y = _max_shift_error(model, x, seed=len(arch) + len(mode))
+    assert y.dtype == np.float64
+    assert np.ptp(y) > 0.1  # logits are not degenerate
+    assert error < 1e-4
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_float32_invariance_up_to_rounding(mode):
+    model, x = _build("resnet20-cifar", **MODES[mode])
+    calibrate_batchnorm(model, x)
+    error, y = _max_shift_error(model, x, seed=11)
+    assert error < 1e-5 * max(1.0, np.abs(y).max())
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_strided_baseline_is_not_invariant(arch, float64):
+    model, x = _build(arch, float64, downsampling="strided")
+    error, _ = _max_shift_error(model, x, seed=3)
+    assert error > 1e-2
+
+
+@pytest.mark.parametrize("downsampling", ["aps", "lps"])
+def test_zero_padding_breaks_the_guarantee(downsampling, float64):
+    model, x = _build("resnet20-cifar", float64, downsampling=downsampling,
+                      padding_mode="zeros")
+    error, _ = _max_shift_error(model, x, seed=5)
+    assert error > 1e-3
+
+
+@pytest.mark.parametrize("mode", ["strided", "blurpool", "aps", "lps", "lps+lowpass3",
+                                  "aps+ddac3"])
+def test_one_fit_step_updates_every_trainable_weight(mode):
+    kwargs = MODES.get(mode, {"downsampling": mode})
+    model = resnet20(num_classes=10, input_shape=(16, 16, 3), stem="cifar", **kwargs)
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 16, 16, 3)).astype("float32")
+    y = rng.integers(0, 10, size=(8,))
+    before = [to_numpy(w).copy() for w in model.trainable_weights]
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    unchanged = [w.path for w, b in zip(model.trainable_weights, before, strict=True)
+                 if np.array_equal(to_numpy(w), b)]
+    assert unchanged == []
+    if mode.startswith("lps"):
+        assert any("logits_model" in w.path for w in model.trainable_weights)
+
+
+def _trainable(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+@pytest.mark.parametrize("builder, expected", [
+    (resnet18, 11_689_512), (resnet34, 21_797_672), (resnet50, 25_557_032),
+    (resnet101, 44_549_160),
+])
+def test_standard_parameter_counts(builder, expected):
+    model = builder(num_classes=1000, input_shape=(224, 224, 3), stem="imagenet",
+                    downsampling="strided")
+    assert _trainable(model) == expected
+
+
+@pytest.mark.parametrize("downsampling", ["blurpool", "aps"])
+def test_fixed_downsamplers_add_no_parameters(downsampling):
+    model = resnet18(num_classes=1000, input_shape=(224, 224, 3), downsampling=downsampling)
+    assert _trainable(model) == 11_689_512
+
+
+def test_lps_scorer_widths_per_stage():
+    narrow = resnet18(num_classes=1000, input_shape=(None, None, 3), downsampling="lps",
+                      logits_channels=(8, 16, 32, 64))
+    scorers = {layer.name: layer.scorer.conv1.filters for layer in narrow._flatten_layers()
+               if hasattr(layer, "scorer")}
+    assert scorers == {"stem_down1": 8, "stem_down2": 8, "stage2_block1_down": 16,
+                       "stage3_block1_down": 32, "stage4_block1_down": 64}
+
+
+def test_include_top_false_returns_features():
+    model = resnet20(input_shape=(32, 32, 3), stem="cifar", include_top=False,
+                     downsampling="aps")
+    assert tuple(model.output.shape) == (None, 8, 8, 64)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"depth": 19}, "depth"),
+    ({"depth": 18, "stem": "tiny"}, "stem"),
+    ({"depth": 18, "downsampling": "maxpool"}, "downsampling"),
+    ({"depth": 18, "padding_mode": "reflect"}, "padding_mode"),
+    ({"depth": 18, "antialias": "lowpass3"}, "antialias"),
+    ({"depth": 18, "downsampling": "lps", "logits_channels": (8, 16)}, "logits_channels"),
+])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        resnet(num_classes=10, input_shape=(32, 32, 3), **kwargs)
+
+
+def test_lps_classifier_round_trips(tmp_path):
+    model = resnet20(num_classes=10, input_shape=(32, 32, 3), stem="cifar",
+                     downsampling="lps", antialias="lowpass3")
+    x = np.random.default_rng(1).normal(size=(3, 32, 32, 3)).astype("float32")
+    calibrate_batchnorm(model, x)
+    expected = to_numpy(model(x, training=False))
+    path = tmp_path / "classifier.keras"
+    model.save(path)
+    np.testing.assert_array_equal(to_numpy(keras.saving.load_model(path)(x, training=False)),
+                                  expected)
+    model.export(str(tmp_path / "classifier"), verbose=False)
+    (served,) = serve_in_fresh_process(tmp_path / "classifier", x, tmp_path)
+    np.testing.assert_allclose(served, expected, atol=1e-5)
