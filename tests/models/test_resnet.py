@@ -38,15 +38,6 @@ def _max_shift_error(model, x, seed):
     return np.abs(out[1:] - out[:1]).max(), out[0]
 
 
-@pytest.fixture
-def float64():
-    """Exactness is checked in float64, where rounding cannot hide a real difference
-    (float32 logits of random-weight ResNets reach 1e2, so rounding alone is ~1e-5)."""
-    keras.config.set_floatx("float64")
-    keras.config.set_dtype_policy("float64")
-    yield "float64"  # the autouse fixture in conftest restores float32
-
-
 def _build(arch, dtype="float32", **kwargs):
     builder, stem, size = ARCHS[arch]
     model = builder(num_classes=10, input_shape=(size, size, 3), stem=stem, **kwargs)
