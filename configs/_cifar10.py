@@ -1,0 +1,26 @@
+"""CIFAR-10 ResNet-18 recipe of the LPS paper (DESIGN section 6), shared by its variants."""
+
+from configs.base import get_base_config
+
+
+def cifar10_resnet18(downsampling, antialias=None):
+    config = get_base_config()
+    suffix = downsampling + (f"_{antialias}" if antialias else "")
+    config.name = f"cifar10_resnet18_{suffix}"
+    config.data.name = "cifar10"
+    config.data.augment = "flip+shift"  # random flip + circular shift in [-3, 3]
+    config.data.max_shift = 3
+    config.model.depth = 18
+    config.model.stem = "cifar"
+    config.model.downsampling = downsampling
+    config.model.antialias = antialias
+    config.train.epochs = 250
+    config.train.batch_size = 256
+    config.train.learning_rate = 0.1
+    config.train.momentum = 0.9
+    config.train.weight_decay = 5e-4
+    config.train.lr_schedule = {"name": "multistep", "milestones": [100], "gamma": 0.1}
+    config.train.tau_schedule = {"kind": "step", "initial_tau": 1.0, "gamma": 0.85,
+                                 "step_size": 10, "min_tau": 0.5}
+    config.eval.max_shift = 3
+    return config

@@ -1,0 +1,27 @@
+"""ImageNet ResNet recipe of the LPS paper (DESIGN section 6), shared by its variants."""
+
+from configs.base import get_base_config
+
+
+def imagenet_resnet(depth, downsampling, antialias=None):
+    config = get_base_config()
+    suffix = downsampling + (f"_{antialias}" if antialias else "")
+    config.name = f"imagenet_resnet{depth}_{suffix}"
+    config.data.name = "imagenet"
+    config.data.augment = "flip"  # resize 256, centre crop 224, flip
+    config.model.depth = depth
+    config.model.stem = "imagenet"
+    config.model.downsampling = downsampling
+    config.model.antialias = antialias
+    config.train.epochs = 90
+    config.train.batch_size = 256
+    config.train.learning_rate = 0.1
+    config.train.momentum = 0.9
+    config.train.weight_decay = 1e-4
+    config.train.lr_schedule = {"name": "step", "step_size": 30, "gamma": 0.1}
+    config.train.tau_schedule = {"kind": "multistep", "initial_tau": 1.0,
+                                 "knots": [(62, 0.5), (82, 0.05), (90, 0.01)],
+                                 "interpolation": "linear"}
+    config.eval.batch_size = 50
+    config.eval.max_shift = 32  # ImageNet protocol shifts
+    return config

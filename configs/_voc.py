@@ -1,0 +1,30 @@
+"""PASCAL VOC 2012 DeepLabV3+ recipe of the LPS paper (DESIGN section 6)."""
+
+from configs.base import get_base_config
+
+
+def voc_deeplab(backbone):
+    config = get_base_config()
+    config.name = f"voc_deeplabv3plus_{backbone}_lps_lpu"
+    config.data.name = "voc"
+    config.data.augment = "flip+scale"
+    config.data.crop_size = 512  # divisible by 32: exact equivariance
+    config.model = config.model.__class__({
+        "kind": "deeplabv3plus", "backbone": backbone, "output_stride": 16,
+        "downsampling": "lps", "upsampling": "lpu", "antialias": None,
+        "padding_mode": "circular", "logits_channels": None, "logits_model": "conv",
+        "sync_bn": False,
+        "lps": {"tau": 1.0, "train_mode": "gumbel", "inference_mode": "argmax", "hard": False},
+    })
+    config.train.epochs = 50
+    config.train.batch_size = 16
+    config.train.learning_rate = 0.01
+    config.train.momentum = 0.9
+    config.train.weight_decay = 1e-4
+    config.train.lr_schedule = {"name": "poly", "power": 0.9}
+    config.train.tau_schedule = {"kind": "step", "initial_tau": 1.0, "gamma": 0.85,
+                                 "step_size": 5, "min_tau": 0.5}
+    config.eval.split = "val"
+    config.eval.batch_size = 4
+    config.eval.seg_max_shift = 32
+    return config

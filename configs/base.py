@@ -1,0 +1,65 @@
+"""Fields every config has; experiment files override what differs.
+
+Run any config with `python train.py --config=configs/<file>.py` and override fields on
+the command line, e.g. `--config.train.epochs=3`.
+"""
+
+import ml_collections
+
+
+def get_base_config():
+    config = ml_collections.ConfigDict()
+    config.name = "run"
+    config.seed = 0
+
+    config.data = ml_collections.ConfigDict()
+    config.data.name = "synthetic_shapes"
+    config.data.data_dir = ""  # empty: the loader's default location
+    config.data.source = "auto"  # auto | folder | tfds
+    config.data.augment = "default"  # e.g. "flip+shift"
+    config.data.max_shift = 3  # circular-shift augmentation range
+    config.data.image_size = 0  # 0: dataset default
+    config.data.crop_size = 0  # segmentation crop; 0: dataset default
+    config.data.num_train_examples = 0  # synthetic data only; 0: default size
+    config.data.num_eval_examples = 0
+
+    config.model = ml_collections.ConfigDict()
+    config.model.kind = "resnet"  # resnet | deeplabv3plus
+    config.model.depth = 20
+    config.model.stem = "cifar"
+    config.model.downsampling = "lps"  # strided | blurpool | aps | lps
+    config.model.antialias = ml_collections.config_dict.placeholder(str)  # lowpass3, ddac3
+    config.model.padding_mode = "circular"
+    config.model.logits_channels = None  # scorer width: None, an int, or one per stage
+    config.model.logits_model = "conv"
+    config.model.sync_bn = False
+    config.model.lps = ml_collections.ConfigDict(
+        {"tau": 1.0, "train_mode": "gumbel", "inference_mode": "argmax", "hard": False})
+
+    config.train = ml_collections.ConfigDict()
+    config.train.epochs = 10
+    config.train.batch_size = 128
+    config.train.steps_per_epoch = 0  # 0: one pass over the training set
+    config.train.optimizer = "sgd"
+    config.train.learning_rate = 0.1
+    config.train.momentum = 0.9
+    config.train.nesterov = False
+    config.train.weight_decay = 5e-4
+    config.train.scorer_weight_decay = False  # the papers exclude LPS scorer weights
+    config.train.lr_schedule = ml_collections.ConfigDict(
+        {"name": "multistep", "milestones": [100], "gamma": 0.1})
+    config.train.tau_schedule = ml_collections.ConfigDict(
+        {"kind": "step", "initial_tau": 1.0, "gamma": 0.85, "step_size": 10, "min_tau": 0.5})
+
+    config.eval = ml_collections.ConfigDict()
+    config.eval.split = "test"
+    config.eval.batch_size = 100
+    config.eval.num_examples = 0  # 0: the whole split
+    config.eval.max_shift = 3  # C-Cons/S-Cons shifts (CIFAR protocol)
+    config.eval.seg_max_shift = 32  # mASSC shifts
+
+    config.export = ml_collections.ConfigDict()
+    config.export.enabled = True
+    config.export.dir = "saved_models"
+    config.export.name = ""  # empty: config.name
+    return config

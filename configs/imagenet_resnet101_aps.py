@@ -1,0 +1,7 @@
+"""ImageNet ResNet-101, aps (LPS paper, Table 2)."""
+
+from configs._imagenet import imagenet_resnet
+
+
+def get_config():
+    return imagenet_resnet(101, "aps")

@@ -1,0 +1,32 @@
+"""Segmentation twin of the default run: a small LPS + LPU DeepLabV3+ on synthetic shapes.
+
+Works with no data and no network (64x64 images with per-pixel shape labels).
+"""
+
+from configs.base import get_base_config
+
+
+def get_config():
+    config = get_base_config()
+    config.name = "synthetic_shapes_seg_deeplabv3plus_lps"
+    config.data.name = "synthetic_shapes_seg"
+    config.data.augment = "flip+shift"
+    config.model = config.model.__class__({
+        "kind": "deeplabv3plus", "backbone": "resnet18", "output_stride": 16,
+        "downsampling": "lps", "upsampling": "lpu", "antialias": None,
+        "padding_mode": "circular", "logits_channels": [8, 16, 32, 64],
+        "logits_model": "conv", "sync_bn": False, "aspp_filters": 64,
+        "decoder_filters": 64, "low_level_filters": 24,
+        "lps": {"tau": 1.0, "train_mode": "gumbel", "inference_mode": "argmax", "hard": False},
+    })
+    config.train.epochs = 6
+    config.train.batch_size = 16
+    config.train.learning_rate = 0.02
+    config.train.weight_decay = 1e-4
+    config.train.lr_schedule = {"name": "poly", "power": 0.9}
+    config.train.tau_schedule = {"kind": "step", "initial_tau": 1.0, "gamma": 0.85,
+                                 "step_size": 2, "min_tau": 0.5}
+    config.eval.batch_size = 8
+    config.eval.num_examples = 100
+    config.eval.seg_max_shift = 16
+    return config

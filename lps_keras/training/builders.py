@@ -1,0 +1,122 @@
+"""Turning a resolved config into a model, an optimizer and a loss."""
+
+import math
+
+import keras
+import tensorflow as tf
+
+from lps_keras.callbacks import TemperatureSchedule
+from lps_keras.models import deeplabv3plus, resnet
+from lps_keras.training.schedules import exclude_from_weight_decay, make_lr_schedule
+
+MODEL_KINDS = ("resnet", "deeplabv3plus")
+
+
+def _plain(value):
+    """ConfigDict/FrozenConfigDict -> plain dicts and lists (Keras configs must be JSON)."""
+    if hasattr(value, "to_dict"):
+        value = value.to_dict()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def build_model(model_config, input_shape, num_classes):
+    """Builds the classifier or segmenter described by `config.model`."""
+    cfg = _plain(model_config)
+    kind = cfg.pop("kind", "resnet")
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"config.model.kind must be one of {MODEL_KINDS}; got {kind!r}.")
+    lps = cfg.pop("lps", None) or {}
+    channels = cfg.pop("logits_channels", None)
+    if isinstance(channels, list):
+        channels = tuple(channels)
+    common = dict(num_classes=num_classes, input_shape=tuple(input_shape),
+                  lps_kwargs=lps, logits_channels=channels, **cfg)
+    try:
+        if kind == "resnet":
+            return resnet(**common)
+        return deeplabv3plus(**common)
+    except TypeError as err:
+        raise ValueError(f"Bad key in config.model for {kind}: {err}") from err
+
+
+def build_optimizer(train_config, steps_per_epoch, model):
+    """SGD with momentum, an epoch-based LR schedule, and no weight decay on scorers."""
+    cfg = _plain(train_config)
+    schedule_cfg = dict(cfg["lr_schedule"])
+    schedule_cfg.setdefault("initial_learning_rate", cfg["learning_rate"])
+    if schedule_cfg.get("name") in ("cosine", "poly"):
+        schedule_cfg.setdefault("epochs", cfg["epochs"])
+    schedule = make_lr_schedule(schedule_cfg, steps_per_epoch=steps_per_epoch)
+    optimizer_name = cfg.get("optimizer", "sgd")
+    if optimizer_name != "sgd":
+        raise ValueError(f"config.train.optimizer must be 'sgd'; got {optimizer_name!r}.")
+    optimizer = keras.optimizers.SGD(
+        learning_rate=schedule, momentum=cfg["momentum"], nesterov=cfg.get("nesterov", False),
+        weight_decay=cfg["weight_decay"] or None,
+    )
+    if cfg["weight_decay"] and not cfg.get("scorer_weight_decay", False):
+        exclude_from_weight_decay(optimizer, model)
+    return optimizer
+
+
+def build_tau_schedule(train_config):
+    cfg = _plain(train_config).get("tau_schedule")
+    if not cfg:
+        return None
+    cfg = dict(cfg)
+    return TemperatureSchedule(cfg.pop("kind", "step"), **cfg)
+
+
+def per_example_loss(task, ignore_index=255):
+    """Per-example cross-entropy from logits; segmentation averages over labelled pixels."""
+    if task == "classification":
+        def loss(targets, logits):
+            return keras.losses.sparse_categorical_crossentropy(
+                targets, tf.cast(logits, tf.float32), from_logits=True)
+        return loss
+
+    def seg_loss(targets, logits):
+        targets = tf.cast(targets, tf.int32)
+        valid = tf.not_equal(targets, ignore_index)
+        safe = tf.where(valid, targets, tf.zeros_like(targets))
+        pixel = tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=safe, logits=tf.cast(logits, tf.float32))
+        pixel = tf.where(valid, pixel, tf.zeros_like(pixel))
+        count = tf.reduce_sum(tf.cast(valid, tf.float32), axis=[1, 2])
+        return tf.reduce_sum(pixel, axis=[1, 2]) / tf.maximum(count, 1.0)
+    return seg_loss
+
+
+def count_correct(task, targets, logits, ignore_index=255):
+    """(correct, total) predictions: images for classification, labelled pixels else."""
+    predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
+    targets = tf.cast(targets, tf.int32)
+    if task == "classification":
+        correct = tf.reduce_sum(tf.cast(tf.equal(predictions, targets), tf.float32))
+        return correct, tf.cast(tf.shape(targets)[0], tf.float32)
+    valid = tf.not_equal(targets, ignore_index)
+    correct = tf.reduce_sum(tf.cast(tf.logical_and(valid, tf.equal(predictions, targets)),
+                                    tf.float32))
+    return correct, tf.reduce_sum(tf.cast(valid, tf.float32))
+
+
+def steps_per_epoch(dataset, train_config):
+    """Optimizer steps per epoch: the batched dataset's length, or the config's cap."""
+    cap = _plain(train_config).get("steps_per_epoch")
+    cardinality = int(dataset.cardinality())
+    if cardinality > 0:
+        return min(cardinality, cap) if cap else cardinality
+    if cap:
+        return int(cap)
+    raise ValueError(
+        "Cannot tell the number of batches per epoch of this dataset; set "
+        "config.train.steps_per_epoch."
+    )
+
+
+def ceil_div(a, b):
+    return int(math.ceil(a / b))

@@ -1,0 +1,268 @@
+"""The training loop behind `train.py`.
+
+One custom loop serves every strategy: `model.fit` fails under MultiWorkerMirroredStrategy
+in TF 2.21 (DESIGN section 8), while `strategy.run` + `compute_average_loss` works under
+all of them and gives identical weights on every replica.
+
+A run directory holds:
+- `config.json`: the resolved config, written at start;
+- `checkpoints/`: model, optimizer, epoch counter and Gumbel seed states after each epoch
+  (`tf.train.CheckpointManager`: a crash mid-save leaves the previous one valid);
+- `history.jsonl`: one JSON line per completed epoch;
+- `tensorboard/`: scalars;
+- `model.keras` and `results.json` at the end.
+A run restarted with the same flags resumes from its last completed epoch.
+"""
+
+import json
+import os
+import shutil
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from lps_keras import metrics
+from lps_keras.callbacks import lps_layers
+from lps_keras.data import build_dataset, dataset_info
+from lps_keras.training import builders
+from lps_keras.training.distribute import is_chief, worker_index
+
+
+def _log(message):
+    if is_chief():
+        print(message, flush=True)
+
+
+def _seed_states(model):
+    # SeedGenerator states are Keras variables that tf.train.Checkpoint does not reach
+    # through the model; track them explicitly so a resumed run continues the noise.
+    return [v.value for v in model.variables if "seed_generator_state" in v.path]
+
+
+class Trainer:
+    """Trains, evaluates and exports one config.
+
+    Args:
+        config: the resolved `ml_collections.ConfigDict` (see `configs/base.py`).
+        workdir: run directory (created if missing; reused to resume).
+        strategy: a `tf.distribute.Strategy`.
+    """
+
+    def __init__(self, config, workdir, strategy):
+        self.config = config
+        self.workdir = os.path.abspath(workdir)
+        self.strategy = strategy
+        self.info = dataset_info(config.data.name)
+        self.task = self.info.task
+        replicas = strategy.num_replicas_in_sync
+        self.global_batch = int(config.train.batch_size)
+        if self.global_batch % replicas:
+            raise ValueError(
+                f"config.train.batch_size ({self.global_batch}) must be divisible by the "
+                f"number of replicas ({replicas}); the per-replica batch is derived from it."
+            )
+
+    # ----------------------------------------------------------------- data
+    def _dataset(self, split, training, seed, batch_size=None, normalize=True):
+        d = self.config.data
+        kwargs = dict(data_dir=d.data_dir or None, training=training, seed=seed,
+                      augment=d.augment if training else "none", normalize=normalize,
+                      max_shift=d.max_shift, source=d.source)
+        for key in ("image_size", "crop_size"):
+            if d.get(key):
+                kwargs[key] = d[key]
+        num = d.get(f"num_{'train' if training else 'eval'}_examples")
+        if num:
+            kwargs["num_examples"] = num
+        return build_dataset(d.name, split, batch_size or self.global_batch, **kwargs)
+
+    # ----------------------------------------------------------------- steps
+    def _make_train_step(self, model, optimizer, loss_fn):
+        strategy = self.strategy
+        global_batch = self.global_batch
+        ignore = self.info.ignore_index if self.info.ignore_index is not None else 255
+
+        def replica_step(images, targets):
+            with tf.GradientTape() as tape:
+                logits = model(images, training=True)
+                per_example = loss_fn(targets, logits)
+                loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+            variables = model.trainable_variables
+            grads = tape.gradient(loss, variables)
+            optimizer.apply_gradients(zip(grads, variables, strict=True))
+            correct, total = builders.count_correct(self.task, targets, logits, ignore)
+            return tf.reduce_sum(per_example), tf.cast(tf.shape(per_example)[0], tf.float32), \
+                correct, total
+
+        @tf.function
+        def train_step(batch):
+            results = strategy.run(replica_step, args=batch)
+            return [strategy.reduce(tf.distribute.ReduceOp.SUM, r, axis=None) for r in results]
+
+        return train_step
+
+    # ----------------------------------------------------------------- main
+    def run(self):
+        cfg = self.config
+        chief = is_chief()
+        os.makedirs(self.workdir, exist_ok=True)
+        if chief:
+            with open(os.path.join(self.workdir, "config.json"), "w") as f:
+                f.write(cfg.to_json_best_effort(indent=2, sort_keys=True))
+        keras.utils.set_random_seed(int(cfg.seed))
+
+        probe = self._dataset("train", True, cfg.seed)
+        steps = builders.steps_per_epoch(probe, cfg.train)
+        num_classes = self.info.num_classes or cfg.data.get("num_classes")
+        input_shape = tuple(probe.element_spec[0].shape[1:])
+
+        with self.strategy.scope():
+            model = builders.build_model(cfg.model, input_shape, num_classes)
+            optimizer = builders.build_optimizer(cfg.train, steps, model)
+            optimizer.build(model.trainable_variables)
+            epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var,
+                                         seed_states=_seed_states(model))
+        ckpt_dir = os.path.join(self.workdir, "checkpoints")
+        if not chief:  # every worker must save; only the chief's copy is kept
+            ckpt_dir = os.path.join(self.workdir, f".worker{worker_index()[1]}")
+        manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=2)
+        if manager.latest_checkpoint:
+            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            _log(f"Resuming from {manager.latest_checkpoint} (epoch {int(epoch_var.numpy())}).")
+        start_epoch = int(epoch_var.numpy())
+        epochs = int(cfg.train.epochs)
+        history = self._load_history(start_epoch) if chief else []
+
+        tau_schedule = builders.build_tau_schedule(cfg.train)
+        lps = lps_layers(model)
+        train_step = self._make_train_step(model, optimizer,
+                                           builders.per_example_loss(self.task))
+        writer = tf.summary.create_file_writer(os.path.join(self.workdir, "tensorboard")) \
+            if chief else tf.summary.create_noop_writer()
+        _log(f"Training {model.name} ({model.count_params():,} parameters) on "
+             f"{cfg.data.name}: epochs {start_epoch + 1}-{epochs}, {steps} steps of "
+             f"{self.global_batch} images, {self.strategy.num_replicas_in_sync} replica(s).")
+
+        for epoch in range(start_epoch, epochs):
+            tau = tau_schedule.tau_at(epoch) if tau_schedule is not None else None
+            if tau is not None:
+                for layer in lps:
+                    layer.tau.assign(tau)
+            # A fresh, epoch-seeded pipeline: a resumed run sees the same data order.
+            data = self._dataset("train", True, int(cfg.seed) * 100_003 + epoch)
+            dist = iter(self.strategy.experimental_distribute_dataset(data))
+            bar = keras.utils.Progbar(steps, verbose=1 if chief else 0,
+                                      stateful_metrics=["loss", "accuracy"])
+            _log(f"Epoch {epoch + 1}/{epochs}" + (f" (tau {tau:.3g})" if tau else ""))
+            sums = np.zeros(4)
+            start = time.time()
+            for step in range(steps):
+                sums += np.array([float(v) for v in train_step(next(dist))])
+                bar.update(step + 1, [("loss", sums[0] / sums[1]),
+                                      ("accuracy", sums[2] / max(sums[3], 1))])
+            record = {"epoch": epoch + 1, "loss": sums[0] / sums[1],
+                      "accuracy": sums[2] / max(sums[3], 1), "tau": tau,
+                      "learning_rate": float(optimizer.learning_rate),
+                      "seconds": time.time() - start}
+            if chief:
+                self._append_history(record)
+                history.append(record)
+                with writer.as_default(step=epoch + 1):
+                    for key in ("loss", "accuracy", "learning_rate"):
+                        tf.summary.scalar(f"train/{key}", record[key])
+                    if tau is not None:
+                        tf.summary.scalar("train/tau", tau)
+                writer.flush()
+            epoch_var.assign(epoch + 1)
+            manager.save(checkpoint_number=epoch + 1)
+
+        if not chief:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+            return None
+        results = self.evaluate(model)
+        results["history"] = history
+        model.save(os.path.join(self.workdir, "model.keras"))
+        if cfg.export.enabled:
+            results["saved_model"] = self.export(model)
+        with open(os.path.join(self.workdir, "results.json"), "w") as f:
+            json.dump(results, f, indent=2, default=float)
+        return results
+
+    # ----------------------------------------------------------------- history
+    def _history_path(self):
+        return os.path.join(self.workdir, "history.jsonl")
+
+    def _load_history(self, start_epoch):
+        """Epochs before `start_epoch`; later lines (written, not checkpointed) go."""
+        path = self._history_path()
+        if not os.path.exists(path):
+            return []
+        with open(path) as f:
+            records = [json.loads(line) for line in f if line.strip()]
+        records = [r for r in records if r["epoch"] <= start_epoch]
+        with open(path, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
+        return records
+
+    def _append_history(self, record):
+        with open(self._history_path(), "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    # ----------------------------------------------------------------- eval/export
+    def evaluate(self, model):
+        """Test metrics with the protocols of DESIGN section 5 (single process)."""
+        cfg = self.config
+        images, targets = _materialize(self._dataset(
+            cfg.eval.split, False, cfg.seed, batch_size=cfg.eval.batch_size))
+        limit = cfg.eval.get("num_examples")
+        if limit:
+            images, targets = images[:limit], targets[:limit]
+        bs = int(cfg.eval.batch_size)
+        results = {"num_examples": int(len(images))}
+        if self.task == "classification":
+            results["accuracy"] = metrics.accuracy(model, images, targets, batch_size=bs)
+            for mode in ("circular", "standard"):
+                results[f"{mode}_consistency"] = metrics.shift_consistency(
+                    model, images, mode=mode, max_shift=cfg.eval.max_shift, seed=cfg.seed,
+                    batch_size=bs)
+            _log(f"Test accuracy {results['accuracy']:.2f}% | circular consistency "
+                 f"{results['circular_consistency']:.2f}% | standard consistency "
+                 f"{results['standard_consistency']:.2f}%  ({len(images)} images)")
+        else:
+            predictions = np.concatenate([
+                np.argmax(keras.ops.convert_to_numpy(model(images[i:i + bs], training=False)),
+                          -1) for i in range(0, len(images), bs)])
+            confusion = metrics.confusion_matrix(targets, predictions, self.info.num_classes,
+                                                 ignore_label=self.info.ignore_index)
+            results["mean_iou"] = 100.0 * metrics.mean_iou(confusion)
+            for mode in ("circular", "standard"):
+                results[f"{mode}_massc"] = metrics.segmentation_shift_consistency(
+                    model, images, targets, mode=mode, max_shift=cfg.eval.seg_max_shift,
+                    ignore_label=self.info.ignore_index, seed=cfg.seed, batch_size=bs)
+            _log(f"Test mIoU {results['mean_iou']:.2f}% | circular mASSC "
+                 f"{results['circular_massc']:.2f}% | standard mASSC "
+                 f"{results['standard_massc']:.2f}%  ({len(images)} images)")
+        return results
+
+    def export(self, model):
+        from lps_keras.export import export_saved_model
+
+        cfg = self.config
+        path = export_saved_model(
+            model, cfg.export.dir, name=cfg.export.name or cfg.name,
+            mean=self.info.mean, std=self.info.std,
+            class_names=list(self.info.class_names) if self.info.class_names else None,
+        )
+        _log(f"SavedModel written to {path}")
+        return path
+
+
+def _materialize(dataset):
+    images, targets = [], []
+    for x, y in dataset:
+        images.append(x.numpy())
+        targets.append(y.numpy())
+    return np.concatenate(images), np.concatenate(targets)
