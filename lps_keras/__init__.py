@@ -1,10 +1,12 @@
 """lps_keras: truly shift-invariant and shift-equivariant CNNs for Keras 3.
 
-Importing the package registers every layer for Keras deserialization.
+Importing the package registers every layer (and the metric and schedules that can appear
+in saved models) for Keras deserialization.
 """
 
-from lps_keras import layers
+from lps_keras import callbacks, export, layers, metrics, models
+from lps_keras.training import schedules
 
 __version__ = "0.1.0"
 
-__all__ = ["layers", "__version__"]
+__all__ = ["callbacks", "export", "layers", "metrics", "models", "schedules", "__version__"]

@@ -96,9 +96,14 @@ class Trainer:
             return tf.reduce_sum(per_example), tf.cast(tf.shape(per_example)[0], tf.float32), \
                 correct, total
 
+        # Trace the replica step once, as a function of its own, so every replica runs the
+        # same graph: traced per replica thread, collectives (gradient all-reduce, synced
+        # BN) get instance keys in different orders and fail or mismatch.
+        replica_fn = tf.function(replica_step)
+
         @tf.function
         def train_step(batch):
-            results = strategy.run(replica_step, args=batch)
+            results = strategy.run(replica_fn, args=batch)
             return [strategy.reduce(tf.distribute.ReduceOp.SUM, r, axis=None) for r in results]
 
         return train_step
@@ -179,6 +184,9 @@ class Trainer:
             epoch_var.assign(epoch + 1)
             manager.save(checkpoint_number=epoch + 1)
 
+        # Every process reports it: replicas and workers must end with identical weights.
+        print(f"weights_checksum={weights_checksum(model):.10e} "
+              f"worker={worker_index()[1]}", flush=True)
         if not chief:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
             return None
@@ -222,25 +230,31 @@ class Trainer:
             images, targets = images[:limit], targets[:limit]
         bs = int(cfg.eval.batch_size)
         results = {"num_examples": int(len(images))}
+        # A plain traced call: `predict_on_batch` of a model built under MirroredStrategy
+        # returns one copy of the outputs per replica.
+        forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+        def predict(x):
+            return forward(tf.constant(x, tf.float32)).numpy()
+
         if self.task == "classification":
-            results["accuracy"] = metrics.accuracy(model, images, targets, batch_size=bs)
+            results["accuracy"] = metrics.accuracy(predict, images, targets, batch_size=bs)
             for mode in ("circular", "standard"):
                 results[f"{mode}_consistency"] = metrics.shift_consistency(
-                    model, images, mode=mode, max_shift=cfg.eval.max_shift, seed=cfg.seed,
+                    predict, images, mode=mode, max_shift=cfg.eval.max_shift, seed=cfg.seed,
                     batch_size=bs)
             _log(f"Test accuracy {results['accuracy']:.2f}% | circular consistency "
                  f"{results['circular_consistency']:.2f}% | standard consistency "
                  f"{results['standard_consistency']:.2f}%  ({len(images)} images)")
         else:
             predictions = np.concatenate([
-                np.argmax(keras.ops.convert_to_numpy(model(images[i:i + bs], training=False)),
-                          -1) for i in range(0, len(images), bs)])
+                np.argmax(predict(images[i:i + bs]), -1) for i in range(0, len(images), bs)])
             confusion = metrics.confusion_matrix(targets, predictions, self.info.num_classes,
                                                  ignore_label=self.info.ignore_index)
             results["mean_iou"] = 100.0 * metrics.mean_iou(confusion)
             for mode in ("circular", "standard"):
                 results[f"{mode}_massc"] = metrics.segmentation_shift_consistency(
-                    model, images, targets, mode=mode, max_shift=cfg.eval.seg_max_shift,
+                    predict, images, targets, mode=mode, max_shift=cfg.eval.seg_max_shift,
                     ignore_label=self.info.ignore_index, seed=cfg.seed, batch_size=bs)
             _log(f"Test mIoU {results['mean_iou']:.2f}% | circular mASSC "
                  f"{results['circular_massc']:.2f}% | standard mASSC "
@@ -258,6 +272,12 @@ class Trainer:
         )
         _log(f"SavedModel written to {path}")
         return path
+
+
+def weights_checksum(model):
+    """A float that changes with any weight: sum of |w| * (1 + index) over all weights."""
+    return float(sum(np.abs(keras.ops.convert_to_numpy(w)).sum() * (i + 1)
+                     for i, w in enumerate(model.weights)))
 
 
 def _materialize(dataset):

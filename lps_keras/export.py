@@ -1,0 +1,498 @@
+"""Export classifiers and segmenters as TF Serving SavedModels that take raw images.
+
+`export_saved_model` writes `export_dir/<name>/<version>/`, the layout TensorFlow Serving
+scans (point it at `export_dir/<name>`), with two signatures whose input `images` is raw
+pixels, so clients need neither lps_keras nor Keras nor any preprocessing code:
+
+- `serving_default`: uint8 `[batch, H, W, 3]` (0-255 with the default `input_scale`);
+- `serving_float`: float32 `[batch, H, W, 3]` on the same scale, for images that are
+  already floats (e.g. resized ones).
+
+Both normalise in the graph with `(cast(images, float32) / input_scale - mean) / std` and
+run the model in inference mode (`training=False`). Outputs are named:
+
+- classification: `logits` (float32 `[B, C]`), `probabilities` (softmax of the logits,
+  float32 `[B, C]`) and `classes` (int64 argmax, `[B]`);
+- segmentation: `logits` (float32 `[B, H, W, C]`) and `masks` (int64 argmax over classes,
+  `[B, H, W]`).
+
+`H` and `W` are fixed when the model's input size is fixed (or `image_size` is given) and
+`None` otherwise; the batch size is always free. Images of another size are rejected with
+an error that names the expected size: they are not resized, because a silent resize would
+change what a shift-invariant model sees.
+
+Versions are written atomically: the SavedModel goes to a hidden temporary sibling
+(`export_dir/<name>/.<version>.tmp-XXXX`, which servers ignore because its name is not an
+integer) and is renamed into place only once complete, so a server never loads a
+half-written version. An exception removes the temporary directory; a process killed
+mid-export can leave one behind, which is safe to delete.
+"""
+
+import datetime
+import json
+import math
+import numbers
+import os
+import secrets
+import shutil
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+TASKS = ("auto", "classification", "segmentation")
+UINT8_SIGNATURE = "serving_default"
+FLOAT_SIGNATURE = "serving_float"
+INPUT_NAME = "images"
+METADATA_FILENAME = "export_metadata.json"
+
+
+def export_saved_model(model, export_dir, *, name=None, version=None, task="auto", mean=None,
+                       std=None, input_scale=255.0, image_size=None, class_names=None,
+                       overwrite=False):
+    """Exports `model` as a versioned TF Serving SavedModel that takes raw images.
+
+    The SavedModel has two signatures with one input named `images`:
+    `serving_default` takes uint8 images and `serving_float` takes float32 images on the
+    same scale (e.g. 0-255 for the default `input_scale`; use it for images that were
+    resized or otherwise turned into floats). Both compute
+    `x = (cast(images, float32) / input_scale - mean) / std` per channel, call
+    `model(x, training=False)` and return named outputs:
+
+    - `task="classification"`: `logits` (float32 `[B, C]`), `probabilities` (softmax,
+      float32 `[B, C]`), `classes` (int64 `[B]`);
+    - `task="segmentation"`: `logits` (float32 `[B, H, W, C]`), `masks` (int64
+      `[B, H, W]`, the argmax over classes).
+
+    Next to `saved_model.pb` the version directory holds `export_metadata.json` with the
+    task, class names, preprocessing, served image size, signatures and library versions.
+
+    Args:
+        model: A built single-input, single-output Keras model (functional or Sequential)
+            whose input is `[batch, H, W, 3]` (H and W fixed or None) and whose output is
+            `[batch, C]` logits (classifier) or `[batch, H', W', C]` logits (segmenter).
+        export_dir: Base directory of the model repository (created if missing).
+        name: Model name, the subdirectory of `export_dir` a server is pointed at.
+            Defaults to `model.name`.
+        version: Non-negative int. Defaults to 1 + the largest integer-named version
+            already in `export_dir/<name>`, or 1 if there is none.
+        task: `"classification"`, `"segmentation"` or `"auto"` (output rank 2 means
+            classification, rank 4 segmentation).
+        mean: Per-channel mean on the `cast(images) / input_scale` scale: a number or 3
+            numbers, e.g. `lps_keras.data.CIFAR10_MEAN`. None means 0 (no centring).
+            Use the values the model was trained with.
+        std: Per-channel standard deviation on the same scale: a positive number or 3
+            positive numbers, e.g. `lps_keras.data.CIFAR10_STD`. None means 1.
+        input_scale: Positive number the raw pixels are divided by first; 255 maps uint8
+            images to [0, 1].
+        image_size: Optional `(height, width)` (or one int for square images) to fix the
+            served size of a model built with `input_shape=(None, None, 3)`. For a model
+            with a fixed size it must be None or equal that size.
+        class_names: Optional sequence of `C` strings, stored in the metadata.
+        overwrite: If False (default), an existing `version` raises `FileExistsError`. If
+            True, it is replaced: the old directory is renamed aside, the new one renamed
+            in, then the old one deleted.
+
+    Returns:
+        The path of the version directory, `export_dir/<name>/<version>`, as a string.
+
+    Raises:
+        ValueError: for an invalid argument or a model that is not an image model with a
+            single rank-4, 3-channel input and a rank-2 or rank-4 output.
+        FileExistsError: if the version exists and `overwrite` is False.
+
+    Example:
+
+    >>> from lps_keras.data import CIFAR10_MEAN, CIFAR10_STD
+    >>> from lps_keras.models import resnet20
+    >>> model = resnet20(num_classes=10, input_shape=(32, 32, 3), stem="cifar",
+    ...                  downsampling="lps")
+    >>> path = export_saved_model(model, "/tmp/models", name="cifar", mean=CIFAR10_MEAN,
+    ...                           std=CIFAR10_STD)  # "/tmp/models/cifar/1"
+    >>> served = tf.saved_model.load(path).signatures["serving_default"]
+    >>> out = served(images=tf.zeros((4, 32, 32, 3), tf.uint8))
+    >>> out["classes"].shape, out["probabilities"].shape
+    (TensorShape([4]), TensorShape([4, 10]))
+    """
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            "export_saved_model needs the TensorFlow backend; set KERAS_BACKEND=tensorflow "
+            f"(current backend: {keras.backend.backend()!r})."
+        )
+    if task not in TASKS:
+        raise ValueError(f"`task` must be one of {TASKS}; got {task!r}.")
+    input_hw, output_shape = _model_shapes(model)
+    task = _resolve_task(task, output_shape)
+    num_classes = output_shape[-1]
+    served_hw = _served_size(input_hw, image_size)
+    mean = _per_channel(mean, 0.0, "mean")
+    std = _per_channel(std, 1.0, "std")
+    if any(s <= 0 for s in std):
+        raise ValueError(f"`std` must be positive; got {std}.")
+    input_scale = _positive_number(input_scale, "input_scale")
+    class_names = _check_class_names(class_names, num_classes)
+    overwrite = bool(overwrite)
+
+    name = _check_name(model.name if name is None else name)
+    if version is not None:
+        version = _check_version(version)
+
+    # Nothing touches the disk before every argument has been checked.
+    model_dir = os.path.join(os.fspath(export_dir), name)
+    os.makedirs(model_dir, exist_ok=True)
+    if version is None:
+        version = _next_version(model_dir)
+    final_dir = os.path.join(model_dir, str(version))
+    if os.path.lexists(final_dir) and not overwrite:
+        raise _exists_error(final_dir)
+
+    # Everything is written into a hidden, non-integer-named sibling; servers skip it.
+    # (Not `tempfile.mkdtemp`: its 0700 mode would lock out a server running as another user.)
+    tmp_dir = _unused_path(model_dir, f".{version}.tmp-")
+    os.mkdir(tmp_dir)
+    try:
+        signatures, root = _serving_signatures(model, task, served_hw, mean, std, input_scale)
+        tf.saved_model.save(
+            root, tmp_dir, signatures=signatures,
+            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False),
+        )
+        metadata = _metadata(model, name, version, task, num_classes, class_names, mean, std,
+                             input_scale, served_hw, output_shape)
+        with open(os.path.join(tmp_dir, METADATA_FILENAME), "w", encoding="utf-8") as f:
+            json.dump(metadata, f, indent=2)
+            f.write("\n")
+        _fsync_tree(tmp_dir)
+        _install(tmp_dir, final_dir, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    _fsync_dir(model_dir)
+    return final_dir
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _model_shapes(model):
+    """Returns the model's input `(H, W)` and its output shape (without the batch)."""
+    inputs = getattr(model, "inputs", None)
+    outputs = getattr(model, "outputs", None)
+    if not isinstance(model, keras.Model) or not inputs or not outputs:
+        raise ValueError(
+            "`model` must be a built Keras functional or Sequential model (one made from "
+            f"`keras.Input`) so its input and output shapes are known; got {model!r}."
+        )
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ValueError(
+            "`model` must have one input (images) and one output (logits); it has "
+            f"{len(inputs)} inputs and {len(outputs)} outputs. Wrap it in a model that "
+            "returns only the logits."
+        )
+    in_shape = tuple(inputs[0].shape)
+    if len(in_shape) != 4 or in_shape[-1] != 3:
+        raise ValueError(
+            "`model` must take RGB images `[batch, height, width, 3]`; its input shape is "
+            f"{in_shape}."
+        )
+    return in_shape[1:3], tuple(outputs[0].shape)[1:]
+
+
+def _resolve_task(task, output_shape):
+    rank = len(output_shape) + 1
+    expected = {"classification": 2, "segmentation": 4}
+    if task == "auto":
+        inferred = [candidate for candidate, r in expected.items() if r == rank]
+        if not inferred:
+            raise ValueError(
+                "Cannot infer the task from the model's output shape "
+                f"{(None,) + output_shape}: expected rank 2 (classification logits) or rank 4 "
+                "(segmentation logits). Make the model return logits of one of those shapes."
+            )
+        task = inferred[0]
+    elif rank != expected[task]:
+        raise ValueError(
+            f"task={task!r} needs rank-{expected[task]} logits, but the model's output shape "
+            f"is {(None,) + output_shape}."
+        )
+    if output_shape[-1] is None:
+        raise ValueError(
+            "The model's output must have a known number of classes (its last axis); got "
+            f"output shape {(None,) + output_shape}."
+        )
+    return task
+
+
+def _served_size(input_hw, image_size):
+    if image_size is None:
+        return tuple(input_hw)
+    if _is_int(image_size):
+        image_size = (image_size, image_size)
+    image_size = tuple(image_size) if isinstance(image_size, (tuple, list)) else image_size
+    if (not isinstance(image_size, tuple) or len(image_size) != 2
+            or not all(_is_int(d) and d > 0 for d in image_size)):
+        raise ValueError(
+            f"`image_size` must be None, a positive int or (height, width); got {image_size!r}."
+        )
+    image_size = tuple(int(d) for d in image_size)
+    for fixed, wanted in zip(input_hw, image_size, strict=True):
+        if fixed is not None and fixed != wanted:
+            raise ValueError(
+                f"`image_size={image_size}` conflicts with the model's fixed input size "
+                f"{tuple(input_hw)}; pass image_size=None or rebuild the model with "
+                "input_shape=(None, None, 3)."
+            )
+    return image_size
+
+
+def _per_channel(value, default, what):
+    if value is None:
+        value = default
+    try:
+        values = np.asarray(value, dtype="float64")
+    except (TypeError, ValueError):
+        values = np.full((0,), np.nan)  # reported below
+    if values.ndim == 0:
+        values = np.repeat(values, 3)
+    if values.shape != (3,) or not np.all(np.isfinite(values)):
+        raise ValueError(
+            f"`{what}` must be None, one number or 3 finite numbers (one per RGB channel); "
+            f"got {value!r}."
+        )
+    return tuple(float(v) for v in values)
+
+
+def _positive_number(value, what):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"`{what}` must be a positive number; got {value!r}.")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"`{what}` must be a positive number; got {value!r}.")
+    return float(value)
+
+
+def _check_class_names(class_names, num_classes):
+    if class_names is None:
+        return None
+    if isinstance(class_names, str) or not all(isinstance(c, str) for c in class_names):
+        raise ValueError(f"`class_names` must be a sequence of strings; got {class_names!r}.")
+    class_names = list(class_names)
+    if len(class_names) != num_classes:
+        raise ValueError(
+            f"`class_names` has {len(class_names)} entries but the model predicts "
+            f"{num_classes} classes."
+        )
+    return class_names
+
+
+def _check_name(name):
+    if (not isinstance(name, str) or name in ("", ".", "..") or name.startswith(".")
+            or "/" in name or "\\" in name or os.sep in name):
+        raise ValueError(
+            "`name` must be a non-empty directory name without path separators that does "
+            f"not start with '.'; got {name!r}."
+        )
+    return name
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_version(version):
+    if not _is_int(version) or version < 0:
+        raise ValueError(
+            f"`version` must be a non-negative int (TF Serving reads integer directory "
+            f"names) or None for the next free version; got {version!r}."
+        )
+    return int(version)
+
+
+def _exists_error(path):
+    return FileExistsError(
+        f"Version directory {path!r} already exists. Pass overwrite=True to replace it, "
+        "another `version`, or version=None for the next free one."
+    )
+
+
+# ------------------------------------------------------------------------- serving graph
+
+
+def _serving_signatures(model, task, served_hw, mean, std, input_scale):
+    """Traces the uint8 and float32 signatures; returns them and the object to save."""
+    model_dtype = keras.backend.standardize_dtype(model.inputs[0].dtype)
+    spatial = [None if d is None else int(d) for d in served_hw]
+    mean = tf.constant(mean, tf.float32)
+    std = tf.constant(std, tf.float32)
+    scale = tf.constant(input_scale, tf.float32)
+
+    # One trace of the model, shared by both signatures.
+    @tf.function(autograph=False, input_signature=[
+        tf.TensorSpec([None, *spatial, 3], tf.float32, name=INPUT_NAME)])
+    def predict(images):
+        x = _check_image_shape(images, spatial)
+        x = (x / scale - mean) / std
+        logits = tf.cast(model(tf.cast(x, model_dtype), training=False), tf.float32)
+        if task == "classification":
+            return {
+                "logits": tf.identity(logits, name="logits"),
+                "probabilities": tf.nn.softmax(logits, axis=-1, name="probabilities"),
+                "classes": tf.argmax(logits, axis=-1, output_type=tf.int64, name="classes"),
+            }
+        return {
+            "logits": tf.identity(logits, name="logits"),
+            "masks": tf.argmax(logits, axis=-1, output_type=tf.int64, name="masks"),
+        }
+
+    def signature(dtype):
+        @tf.function(autograph=False, input_signature=[
+            tf.TensorSpec([None, *spatial, 3], dtype, name=INPUT_NAME)])
+        def serve(images):
+            return predict(tf.cast(images, tf.float32))
+
+        return serve.get_concrete_function()
+
+    signatures = {UINT8_SIGNATURE: signature(tf.uint8), FLOAT_SIGNATURE: signature(tf.float32)}
+    # Track exactly the tf.Variables the graphs capture. Tracking the Keras model (or its
+    # `keras.Variable` wrappers) instead makes SavedModel walk and retrace every layer, and
+    # the wrappers get restored into copies that TF1-style loaders (TF Serving,
+    # `saved_model_cli run`) never initialise ("Could not find variable ...").
+    captured = {}
+    for fn in signatures.values():
+        for variable in fn.variables:
+            captured.setdefault(id(variable), variable)
+    root = tf.Module()
+    root.captured_variables = list(captured.values())
+    return signatures, root
+
+
+def _check_image_shape(images, spatial):
+    """Asserts in the graph that `images` is `[batch, H, W, 3]` with the served H, W.
+
+    The signature declares the shape, but loaded signatures and TF Serving feed tensors
+    without checking it; a wrong size would otherwise fail deep inside the network or,
+    worse, give a prediction for an image the model was not built for.
+    """
+    shape = tf.raw_ops.Shape(input=images)
+    # Padding with -1 lets the comparison run (and fail cleanly) for any rank.
+    padded = tf.concat([shape, tf.constant([-1, -1, -1, -1])], axis=0)[:4]
+    ok = tf.equal(tf.raw_ops.Rank(input=images), 4)
+    for axis, size in ((1, spatial[0]), (2, spatial[1]), (3, 3)):
+        if size is not None:
+            ok = tf.logical_and(ok, tf.equal(padded[axis], size))
+    height, width = ("any" if d is None else str(d) for d in spatial)
+    check = tf.debugging.Assert(ok, [
+        f"lps_keras export: `images` must have shape [batch, {height}, {width}, 3] "
+        "(batch, height, width, RGB); resize or crop the images to that size before "
+        "serving. Received shape:", shape,
+    ], summarize=4, name="check_image_shape")
+    with tf.control_dependencies([check]):
+        return tf.identity(images)
+
+
+# ------------------------------------------------------------------------------ metadata
+
+
+def _metadata(model, name, version, task, num_classes, class_names, mean, std, input_scale,
+              served_hw, output_shape):
+    import lps_keras  # late: lps_keras/__init__ may grow to import this module
+
+    input_shape = [None, *served_hw, 3]
+    if task == "classification":
+        outputs = {
+            "logits": {"dtype": "float32", "shape": [None, num_classes]},
+            "probabilities": {"dtype": "float32", "shape": [None, num_classes]},
+            "classes": {"dtype": "int64", "shape": [None]},
+        }
+    else:
+        out_hw = list(output_shape[:2])
+        outputs = {
+            "logits": {"dtype": "float32", "shape": [None, *out_hw, num_classes]},
+            "masks": {"dtype": "int64", "shape": [None, *out_hw]},
+        }
+    signatures = {
+        sig: {"inputs": {INPUT_NAME: {"dtype": dtype, "shape": input_shape}},
+              "outputs": outputs}
+        for sig, dtype in ((UINT8_SIGNATURE, "uint8"), (FLOAT_SIGNATURE, "float32"))
+    }
+    return {
+        "name": name,
+        "version": version,
+        "model_name": model.name,
+        "task": task,
+        "num_classes": int(num_classes),
+        "class_names": class_names,
+        "image_size": list(served_hw),
+        "preprocessing": {
+            "formula": "(cast(images, float32) / input_scale - mean) / std",
+            "input_scale": input_scale,
+            "mean": list(mean),
+            "std": list(std),
+        },
+        "signatures": signatures,
+        "library_versions": {
+            "lps_keras": lps_keras.__version__,
+            "keras": keras.__version__,
+            "tensorflow": tf.__version__,
+        },
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"),
+    }
+
+
+# ----------------------------------------------------------------------------- filesystem
+
+
+def _next_version(model_dir):
+    versions = [int(entry) for entry in os.listdir(model_dir)
+                if entry.isascii() and entry.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def _install(tmp_dir, final_dir, overwrite):
+    """Renames the finished `tmp_dir` to `final_dir`; with `overwrite`, swaps it in."""
+    if not os.path.lexists(final_dir):
+        os.replace(tmp_dir, final_dir)
+        return
+    if not overwrite:  # appeared while we were writing (a concurrent export)
+        raise _exists_error(final_dir)
+    model_dir, version = os.path.split(final_dir)
+    old_dir = _unused_path(model_dir, f".{version}.old-")
+    os.replace(final_dir, old_dir)
+    try:
+        os.replace(tmp_dir, final_dir)
+    except BaseException:
+        os.replace(old_dir, final_dir)  # put the previous version back
+        raise
+    shutil.rmtree(old_dir, ignore_errors=True)
+
+
+def _unused_path(directory, prefix):
+    while True:
+        path = os.path.join(directory, prefix + secrets.token_hex(6))
+        if not os.path.lexists(path):
+            return path
+
+
+def _fsync_tree(path):
+    """Flushes every file and directory under `path` so a power cut cannot leave a renamed
+    but empty version behind."""
+    for dirpath, _, filenames in os.walk(path):
+        for filename in filenames:
+            fd = os.open(os.path.join(dirpath, filename), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(dirpath)
+
+
+def _fsync_dir(path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,119 @@
+"""End-to-end runs of train.py in subprocesses: the default job, resume, MirroredStrategy."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+# A reduced default run: same code path, a few small steps.
+TINY = [
+    "--config.data.num_train_examples=128", "--config.data.num_eval_examples=64",
+    "--config.train.batch_size=32", "--config.eval.batch_size=32",
+]
+
+
+def _env():
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("TF_CONFIG", None)
+    return env
+
+
+def _train(args, timeout=480, **kwargs):
+    result = subprocess.run([sys.executable, str(REPO / "train.py"), *args],
+                            capture_output=True, text=True, env=_env(), timeout=timeout,
+                            cwd=str(kwargs.get("cwd", REPO)), check=False)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
+def _history(workdir):
+    with open(Path(workdir) / "history.jsonl") as f:
+        return [json.loads(line) for line in f]
+
+
+def test_reduced_default_run_trains_evaluates_and_exports(tmp_path):
+    workdir = tmp_path / "run"
+    result = _train([f"--workdir={workdir}", f"--config.export.dir={tmp_path / 'exports'}",
+                     "--config.train.epochs=2", *TINY])
+    assert "Test accuracy" in result.stdout and "circular consistency" in result.stdout
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["circular_consistency"] == 100.0  # the guarantee, even after 2 epochs
+    assert 0.0 <= results["standard_consistency"] <= 100.0
+    assert [h["epoch"] for h in _history(workdir)] == [1, 2]
+    config = json.loads((workdir / "config.json").read_text())
+    assert config["train"]["epochs"] == 2 and config["model"]["downsampling"] == "lps"
+    version = Path(results["saved_model"])
+    assert version.parent.parent == tmp_path / "exports" and version.name == "1"
+    assert (version / "saved_model.pb").exists()
+    assert list((workdir / "tensorboard").iterdir())
+    model = keras.saving.load_model(workdir / "model.keras")
+    assert model.name == "resnet20_lps"
+
+
+def test_killed_run_resumes_from_last_completed_epoch(tmp_path):
+    workdir = tmp_path / "run"
+    args = [str(REPO / "train.py"), f"--workdir={workdir}", "--config.train.epochs=3",
+            "--config.export.enabled=False", *TINY]
+    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=_env(), cwd=str(REPO))
+    checkpoint_state = workdir / "checkpoints" / "checkpoint"
+    deadline = time.time() + 400
+    try:
+        while not checkpoint_state.exists():  # epoch 1 is complete once it is checkpointed
+            assert proc.poll() is None, "training ended before it could be interrupted"
+            assert time.time() < deadline, "epoch 1 did not finish in time"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    done = [h["epoch"] for h in _history(workdir)]
+    assert done and done[-1] < 3, "the run was not interrupted before its end"
+
+    result = _train(args[1:])
+    assert "Resuming from" in result.stdout
+    assert [h["epoch"] for h in _history(workdir)] == [1, 2, 3]
+    assert (workdir / "model.keras").exists()
+    states = (workdir / "checkpoints" / "checkpoint").read_text()
+    assert "ckpt-3" in states
+
+
+def _checksum(stdout):
+    lines = [line for line in stdout.splitlines() if line.startswith("weights_checksum=")]
+    assert lines, stdout[-2000:]
+    return float(lines[-1].split()[0].split("=")[1])
+
+
+@pytest.mark.parametrize("downsampling, extra", [
+    ("aps", []),
+    ("lps", ["--config.model.lps.train_mode=softmax"]),
+])
+def test_mirrored_matches_single_device(tmp_path, downsampling, extra):
+    # Two small steps: replicas sum gradients in another order than one device, and
+    # training amplifies that float32 noise (1e-7 after one step, 1e-4 after three at the
+    # default learning rate); a real error (wrong loss scaling, unsynced BatchNorm,
+    # weight decay applied per replica) moves weights by 1e-3 or more.
+    common = ["--config.train.epochs=1", "--config.train.steps_per_epoch=2",
+              "--config.train.learning_rate=0.01",
+              "--config.export.enabled=False", "--config.data.augment=none",
+              f"--config.model.downsampling={downsampling}", "--config.model.sync_bn=True",
+              *TINY, *extra]
+    single = _train([f"--workdir={tmp_path / 'single'}", "--strategy=default", *common])
+    mirrored = _train([f"--workdir={tmp_path / 'mirrored'}", "--strategy=mirrored",
+                       "--cpu_devices=2", *common])
+    assert "2 replica(s)" in mirrored.stdout
+    a = keras.saving.load_model(tmp_path / "single" / "model.keras")
+    b = keras.saving.load_model(tmp_path / "mirrored" / "model.keras")
+    for wa, wb in zip(a.weights, b.weights, strict=True):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(wa),
+                                   keras.ops.convert_to_numpy(wb), rtol=1e-4, atol=1e-5,
+                                   err_msg=wa.path)
+    assert _checksum(single.stdout) == pytest.approx(_checksum(mirrored.stdout), rel=1e-5)
