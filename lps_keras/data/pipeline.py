@@ -1,0 +1,528 @@
+"""One entry point for every dataset: `build_dataset` and `dataset_info`.
+
+`build_dataset` returns a batched, prefetched `tf.data.Dataset` of `(image, target)` ready
+for `model.fit` / `model.evaluate`:
+
+- images: float32 normalised with the dataset's mean/std (`normalize=True`, default), or
+  uint8 on the 0-255 scale (`normalize=False`, e.g. for a model that normalises itself, or
+  for shift-consistency evaluation on raw pixels);
+- targets: int32 class ids `[B]`, or int32 masks `[B, H, W]` for segmentation (255 marks
+  pixels to ignore).
+
+Randomness (shuffling and augmentation) is driven by `seed`: each element gets its own
+stateless seed from a seeded random stream, so results do not depend on thread timing, each
+epoch draws new augmentations, and rerunning with the same seed repeats everything.
+"""
+
+import dataclasses
+import functools
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from lps_keras.data import augment as aug
+from lps_keras.data import cifar, imagenet, synthetic, voc
+from lps_keras.data.errors import DatasetNotFoundError
+
+SYNTHETIC_MEAN = (0.5, 0.5, 0.5)  # colours are uniform over the RGB cube
+SYNTHETIC_STD = (0.29, 0.29, 0.29)  # measured on 10k images (0.290-0.291 per channel)
+
+# Fixed data seeds: the synthetic *data* is one fixed dataset (like CIFAR); the `seed` of
+# `build_dataset` only drives shuffling and augmentation.
+_SYNTHETIC_SPLIT_SEEDS = {"train": 0, "validation": 1, "test": 2}
+_SYNTHETIC_SPLIT_SIZES = {"train": 10000, "validation": 2000, "test": 2000}
+_SYNTHETIC_SEG_SPLIT_SIZES = {"train": 2000, "validation": 500, "test": 500}
+
+# Augmentation tokens understood per dataset family (combine with "+", e.g. "flip+shift").
+_TOKENS = {
+    "small": ("flip", "shift", "crop"),  # shift: circular roll; crop: zero-pad + random crop
+    "imagenet": ("flip", "rrc", "shift"),  # rrc: random-resized crop instead of centre crop
+    "segmentation": ("flip", "scale", "shift"),  # scale: random rescale + pad + random crop
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """Static facts about a dataset name.
+
+    Attributes:
+        name: The dataset name.
+        task: `"classification"` or `"segmentation"`.
+        num_classes: Number of classes (including background for segmentation); None when
+            it depends on the folder (`image_folder`).
+        image_shape: `(H, W, 3)` of the images `build_dataset` yields by default (the
+            training crop for ImageNet and VOC).
+        mean: Per-channel mean on the 0-1 scale, used by `normalize=True`.
+        std: Per-channel standard deviation on the 0-1 scale.
+        splits: Valid `split` values.
+        default_augment: The training augmentation recipe (see `build_dataset`).
+        ignore_index: Mask value to ignore in losses and metrics (segmentation only).
+        class_names: Class names in label order, when fixed.
+    """
+
+    name: str
+    task: str
+    num_classes: int | None
+    image_shape: tuple
+    mean: tuple
+    std: tuple
+    splits: tuple
+    default_augment: str
+    ignore_index: int | None = None
+    class_names: tuple | None = None
+
+
+_INFOS = {
+    "synthetic_shapes": DatasetInfo(
+        name="synthetic_shapes",
+        task="classification",
+        num_classes=synthetic.NUM_SHAPE_CLASSES,
+        image_shape=(32, 32, 3),
+        mean=SYNTHETIC_MEAN,
+        std=SYNTHETIC_STD,
+        splits=("train", "validation", "test"),
+        default_augment="flip+shift",
+        class_names=synthetic.SHAPE_NAMES,
+    ),
+    "synthetic_shapes_seg": DatasetInfo(
+        name="synthetic_shapes_seg",
+        task="segmentation",
+        num_classes=synthetic.NUM_SHAPE_CLASSES + 1,
+        image_shape=(64, 64, 3),
+        mean=SYNTHETIC_MEAN,
+        std=SYNTHETIC_STD,
+        splits=("train", "validation", "test"),
+        default_augment="flip",
+        ignore_index=255,
+        class_names=("background",) + synthetic.SHAPE_NAMES,
+    ),
+    "cifar10": DatasetInfo(
+        name="cifar10",
+        task="classification",
+        num_classes=10,
+        image_shape=(32, 32, 3),
+        mean=aug.CIFAR10_MEAN,
+        std=aug.CIFAR10_STD,
+        splits=("train", "test"),
+        default_augment="flip+shift",  # the LPS CIFAR-10 recipe: flip, circular shift +-3
+        class_names=cifar.CIFAR10_CLASS_NAMES,
+    ),
+    "imagenet": DatasetInfo(
+        name="imagenet",
+        task="classification",
+        num_classes=1000,
+        image_shape=(224, 224, 3),
+        mean=aug.IMAGENET_MEAN,
+        std=aug.IMAGENET_STD,
+        splits=("train", "validation"),
+        default_augment="flip",  # resize 256, centre crop 224, flip
+    ),
+    "imagenette": DatasetInfo(
+        name="imagenette",
+        task="classification",
+        num_classes=10,
+        image_shape=(224, 224, 3),
+        mean=aug.IMAGENET_MEAN,
+        std=aug.IMAGENET_STD,
+        splits=("train", "validation"),
+        default_augment="flip",
+    ),
+    "image_folder": DatasetInfo(
+        name="image_folder",
+        task="classification",
+        num_classes=None,
+        image_shape=(224, 224, 3),
+        mean=aug.IMAGENET_MEAN,
+        std=aug.IMAGENET_STD,
+        splits=("train", "validation", "val", "test"),
+        default_augment="flip",
+    ),
+    "voc": DatasetInfo(
+        name="voc",
+        task="segmentation",
+        num_classes=voc.VOC_NUM_CLASSES,
+        image_shape=(512, 512, 3),
+        mean=aug.IMAGENET_MEAN,
+        std=aug.IMAGENET_STD,
+        splits=voc.VOC_SPLITS,
+        default_augment="scale+flip",
+        ignore_index=voc.VOC_IGNORE_INDEX,
+        class_names=voc.VOC_CLASS_NAMES,
+    ),
+}
+DATASET_NAMES = tuple(_INFOS)
+
+
+def dataset_info(name):
+    """Returns the `DatasetInfo` of `name` (see `DATASET_NAMES`).
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones).
+    """
+    if name not in _INFOS:
+        raise ValueError(f"Unknown dataset {name!r}. Valid names: {', '.join(DATASET_NAMES)}.")
+    return _INFOS[name]
+
+
+def parse_augment(augment, family, training, default):
+    """Normalises an augmentation spec to a frozenset of tokens.
+
+    `"default"` means `default` when training and nothing otherwise; None, False, `""` and
+    `"none"` mean nothing; otherwise `"+"`-joined tokens from the family's vocabulary.
+    """
+    if augment == "default":
+        augment = default if training else None
+    if augment is None or augment is False or augment in ("", "none"):
+        return frozenset()
+    if not isinstance(augment, str):
+        raise TypeError(f"`augment` must be a string such as 'flip+shift', got {augment!r}.")
+    tokens = frozenset(t.strip() for t in augment.split("+") if t.strip())
+    unknown = sorted(tokens - set(_TOKENS[family]))
+    if unknown:
+        raise ValueError(
+            f"Unknown augmentation(s) {unknown} in {augment!r}; this dataset accepts "
+            f"{', '.join(_TOKENS[family])} (joined with '+'), 'none' or 'default'."
+        )
+    return tokens
+
+
+def build_dataset(
+    name,
+    split,
+    batch_size,
+    *,
+    data_dir=None,
+    training=None,
+    augment="default",
+    seed=0,
+    normalize=True,
+    shuffle=None,
+    drop_remainder=None,
+    cache=None,
+    num_examples=None,
+    image_size=None,
+    resize_size=None,
+    crop_size=None,
+    max_shift=3,
+    pad=4,
+    scale_range=(0.5, 2.0),
+    source="auto",
+    manual_dir=None,
+    num_parallel_calls=tf.data.AUTOTUNE,
+    prefetch=True,
+):
+    """Builds a batched, prefetched `tf.data.Dataset` of `(images, targets)`.
+
+    Args:
+        name: One of `DATASET_NAMES`: `"synthetic_shapes"`, `"synthetic_shapes_seg"`,
+            `"cifar10"`, `"imagenet"`, `"imagenette"`, `"image_folder"`, `"voc"`.
+        split: A split of the dataset (`dataset_info(name).splits`).
+        batch_size: Examples per batch.
+        data_dir: Where the data is. `cifar10`: see `cifar.load_cifar10`. `imagenet`,
+            `imagenette`: a folder with `train/` and `val/` (or `validation/`) class folders;
+            if absent, TFDS (`data_dir` is then the TFDS data dir). `image_folder`: the folder
+            holding one subfolder per split, each with class subfolders. `voc`: see
+            `voc.find_voc_root`. Unused for synthetic data.
+        training: Selects the defaults of `augment`, `shuffle` and `drop_remainder`.
+            Default: `split` starts with "train".
+        augment: `"default"` (the dataset's recipe, `dataset_info(name).default_augment`,
+            when training; nothing otherwise), `"none"`, or tokens joined with `"+"`:
+            32x32 classification: `flip`, `shift` (circular, up to `max_shift`), `crop`
+            (zero-pad by `pad`, random crop); ImageNet family: `flip`, `rrc`
+            (random-resized crop instead of resize + centre crop), `shift`; segmentation:
+            `flip`, `scale` (random rescale in `scale_range`, pad with the ignore label,
+            random crop to `crop_size`), `shift` (image and mask together).
+        seed: Seed for shuffling and augmentation (None: not reproducible).
+        normalize: True: float32 `(x / 255 - mean) / std`; False: uint8 0-255.
+        shuffle: Shuffle every epoch. Default: `training`.
+        drop_remainder: Drop the last partial batch. Default: `training`.
+        cache: Cache decoded images in memory (or in the file named by a string). Default:
+            off for folder datasets; array datasets (synthetic, CIFAR-10) are held in memory
+            anyway.
+        num_examples: Synthetic data: number of examples (default 10000/2000/2000 for
+            train/validation/test, 2000/500/500 for segmentation).
+        image_size: Synthetic: side of the generated images (default 32 / 64). ImageNet
+            family: side of the crop (default 224).
+        resize_size: ImageNet family: shorter side before the centre crop (default
+            `image_size / 0.875`, i.e. 256 for 224).
+        crop_size: Segmentation: training crop and evaluation pad size (default 512 for
+            VOC, the image size for synthetic).
+        max_shift: Largest circular shift of the `shift` augmentation.
+        pad: Padding of the `crop` augmentation.
+        scale_range: Range of the `scale` augmentation.
+        source: `"auto"`, `"folder"` or `"tfds"` (CIFAR-10 and ImageNet family).
+        manual_dir: TFDS `imagenet2012` manual directory (see `load_tfds_imagenet`).
+        num_parallel_calls: Parallelism of the decode/augment maps.
+        prefetch: Prefetch batches (AUTOTUNE).
+
+    Returns:
+        A `tf.data.Dataset` of `(images [B, H, W, 3], targets)`.
+
+    Raises:
+        ValueError: unknown name, split or augmentation token.
+        DatasetNotFoundError, CorruptDatasetError: see the loaders.
+    """
+    info = dataset_info(name)
+    if split not in info.splits and not (
+        source == "tfds" and name in ("cifar10", "imagenet", "imagenette")
+    ):
+        raise ValueError(
+            f"Unknown split {split!r} for {name}; valid splits: {', '.join(info.splits)}."
+        )
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}.")
+    if data_dir is not None:
+        # Command-line flags such as --data_dir=~/data reach us unexpanded.
+        data_dir = os.path.expanduser(os.fspath(data_dir))
+    if training is None:
+        training = split.startswith("train")
+    shuffle = training if shuffle is None else shuffle
+    drop_remainder = training if drop_remainder is None else drop_remainder
+    if info.task == "segmentation":
+        family = "segmentation"
+    elif name in ("synthetic_shapes", "cifar10"):
+        family = "small"
+    else:
+        family = "imagenet"
+    tokens = parse_augment(augment, family, training, info.default_augment)
+
+    mean, std = info.mean, info.std
+    pad_value = tuple(255.0 * m for m in mean)
+
+    def finalize(image):
+        return aug.normalize(image, mean, std) if normalize else aug.to_uint8(image)
+
+    opts = dict(shuffle=shuffle, seed=seed, num_parallel_calls=num_parallel_calls)
+    if name == "synthetic_shapes":
+        size = image_size or 32
+        n = _synthetic_size(num_examples, split, _SYNTHETIC_SPLIT_SIZES)
+        images, labels = _synthetic_arrays(False, n, size, _SYNTHETIC_SPLIT_SEEDS[split])
+        ds = _array_dataset(images, labels, **opts)
+        fn = _small_classification_fn(tokens, finalize, max_shift, pad)
+    elif name == "cifar10":
+        if image_size not in (None, 32):
+            raise ValueError(f"CIFAR-10 images are 32x32; got image_size={image_size}.")
+        images, labels = cifar.load_cifar10(split, data_dir=data_dir, source=source)
+        ds = _array_dataset(images, labels, **opts)
+        fn = _small_classification_fn(tokens, finalize, max_shift, pad)
+    elif name in ("imagenet", "imagenette", "image_folder"):
+        ds = _imagenet_source(name, split, data_dir, source, manual_dir, cache, **opts)
+        crop = image_size or 224
+        resize = resize_size or int(round(crop / 0.875))  # the standard 224 / 256 ratio
+        fn = _imagenet_fn(tokens, finalize, crop, resize, max_shift)
+    elif name == "synthetic_shapes_seg":
+        size = image_size or 64
+        n = _synthetic_size(num_examples, split, _SYNTHETIC_SEG_SPLIT_SIZES)
+        images, masks = _synthetic_arrays(True, n, size, _SYNTHETIC_SPLIT_SEEDS[split])
+        ds = _array_dataset(images, masks, **opts)
+        fn = _segmentation_fn(
+            tokens, finalize, crop_size or size, scale_range, max_shift, pad_value, pad_eval=False
+        )
+    else:  # voc
+        if source == "tfds":
+            voc.load_tfds_voc()
+        if data_dir is None:
+            raise ValueError(
+                "voc needs `data_dir`: the folder holding VOCdevkit (or VOCdevkit/VOC2012)."
+            )
+        ds = voc.voc_segmentation_dataset(data_dir, split, shuffle=shuffle and not cache, seed=seed)
+        ds = _maybe_cache_and_shuffle(ds, cache, shuffle, seed)
+        fn = _segmentation_fn(
+            tokens, finalize, crop_size or 512, scale_range, max_shift, pad_value, pad_eval=True
+        )
+
+    # The transforms use no tensor-dependent Python control flow, so AutoGraph has nothing to
+    # convert; skipping it makes building a pipeline several times faster.
+    if tokens:
+        ds = tf.data.Dataset.zip((ds, aug.element_seeds(seed)))
+
+        @tf.autograph.experimental.do_not_convert
+        def transform(example, element_seed):
+            return fn(example[0], example[1], element_seed)
+
+    else:
+
+        @tf.autograph.experimental.do_not_convert
+        def transform(image, target):
+            return fn(image, target, None)
+
+    ds = ds.map(transform, num_parallel_calls=num_parallel_calls)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if prefetch:
+        ds = ds.prefetch(tf.data.AUTOTUNE)
+    return ds
+
+
+# ----------------------------------------------------------------------------------------------
+# Sources
+
+
+def _synthetic_size(num_examples, split, sizes):
+    return sizes[split] if num_examples is None else int(num_examples)
+
+
+@functools.lru_cache(maxsize=4)
+def _synthetic_arrays(segmentation, n, size, data_seed):
+    # Memoised: generation takes ~1-2 s for 10k images and the arrays are a few tens of MB.
+    make = synthetic.make_synthetic_shapes_seg if segmentation else synthetic.make_synthetic_shapes
+    x, y = make(n, image_size=size, seed=data_seed)
+    x.setflags(write=False)  # shared between calls: keep callers from editing the cache
+    y.setflags(write=False)
+    return x, y
+
+
+def _array_dataset(images, targets, shuffle, seed, num_parallel_calls):
+    """Unbatched `(image, target)` dataset over in-memory arrays.
+
+    Shuffles indices rather than images: a full-size buffer of int64s is a perfect shuffle
+    for a few hundred KB, where a buffer of images would copy the dataset.
+    """
+    images = tf.convert_to_tensor(images)
+    targets = tf.convert_to_tensor(targets)
+    ds = tf.data.Dataset.range(int(images.shape[0]))
+    if shuffle:
+        ds = ds.shuffle(int(images.shape[0]), seed=seed, reshuffle_each_iteration=True)
+
+    @tf.autograph.experimental.do_not_convert
+    def lookup(index):
+        return tf.gather(images, index), tf.gather(targets, index)
+
+    return ds.map(lookup, num_parallel_calls=num_parallel_calls)
+
+
+def _maybe_cache_and_shuffle(ds, cache, shuffle, seed):
+    """Caches decoded examples (if asked), then shuffles them each epoch."""
+    if cache:
+        ds = ds.cache("" if cache is True else os.fspath(cache))
+        if shuffle:
+            # After the cache, so that the cache is filled once and each epoch reshuffles.
+            ds = ds.shuffle(int(ds.cardinality()), seed=seed, reshuffle_each_iteration=True)
+    return ds
+
+
+def _split_folder(data_dir, split):
+    """The class-folder directory of `split` under `data_dir`, or None."""
+    aliases = {"validation": ("validation", "val"), "val": ("val", "validation")}
+    for name in aliases.get(split, (split,)):
+        path = os.path.join(data_dir, name)
+        if os.path.isdir(path):
+            return path
+    return None
+
+
+def _imagenet_source(
+    name, split, data_dir, source, manual_dir, cache, shuffle, seed, num_parallel_calls
+):
+    """Unbatched `(uint8 image, int32 label)` for the ImageNet family (folder or TFDS)."""
+    if source not in ("auto", "folder", "tfds"):
+        raise ValueError(f"`source` must be 'auto', 'folder' or 'tfds', got {source!r}.")
+    folder = None
+    if data_dir is not None and source != "tfds":
+        folder = _split_folder(os.fspath(data_dir), split)
+    if name == "image_folder" or source == "folder" or folder is not None:
+        if data_dir is None:
+            raise ValueError(f"{name} from folders needs `data_dir`.")
+        if folder is None:
+            raise DatasetNotFoundError(
+                f"No {split!r} folder under {data_dir}: expected {data_dir}/{split}/"
+                "<class_name>/<image files> (for the validation split, 'val/' or "
+                "'validation/').",
+                path=data_dir,
+            )
+        class_names = None
+        train_folder = _split_folder(os.fspath(data_dir), "train")
+        if train_folder is not None and train_folder != folder:
+            # Evaluation labels must use the training classes' indices.
+            class_names = imagenet.list_class_folders(train_folder)
+        # Without a cache, shuffle the (cheap) file list before decoding; with one, shuffle
+        # the decoded examples after the cache (see _maybe_cache_and_shuffle).
+        ds, _ = imagenet.image_folder_dataset(
+            folder, class_names=class_names, shuffle=shuffle and not cache, seed=seed
+        )
+        return _maybe_cache_and_shuffle(ds, cache, shuffle, seed)
+    tfds_name = "imagenet2012" if name == "imagenet" else "imagenette"
+    tfds_split = {"val": "validation"}.get(split, split)
+    ds = imagenet.load_tfds_imagenet(
+        tfds_name,
+        tfds_split,
+        data_dir,
+        manual_dir,
+        shuffle_files=shuffle and not cache,
+        seed=seed,
+    )
+    if cache:
+        ds = ds.cache("" if cache is True else os.fspath(cache))
+    if shuffle:
+        # TFDS streams examples from shuffled shards; a bounded buffer of decoded images
+        # mixes them further without holding the dataset in memory.
+        ds = ds.shuffle(1000, seed=seed, reshuffle_each_iteration=True)
+    return ds
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-example transforms: fn(image, target, seed) -> (image, target)
+
+
+def _small_classification_fn(tokens, finalize, max_shift, pad):
+    def fn(image, label, seed):
+        if tokens:
+            crop_seed, shift_seed, flip_seed = aug.split_seed(seed, 3)
+            if "crop" in tokens:
+                image = aug.random_crop_with_padding(image, pad, crop_seed)
+            if "shift" in tokens:
+                image = aug.random_circular_shift(image, max_shift, shift_seed)
+            if "flip" in tokens:
+                image = aug.random_flip_left_right(image, flip_seed)
+        return finalize(image), tf.cast(label, tf.int32)
+
+    return fn
+
+
+def _imagenet_fn(tokens, finalize, image_size, resize_size, max_shift):
+    def fn(image, label, seed):
+        if tokens:
+            crop_seed, shift_seed = aug.split_seed(seed, 2)
+            image = imagenet.preprocess_train(
+                image,
+                crop_seed,
+                image_size=image_size,
+                resize_size=resize_size,
+                crop="random_resized" if "rrc" in tokens else "center",
+                flip="flip" in tokens,
+            )
+            if "shift" in tokens:
+                image = aug.random_circular_shift(image, max_shift, shift_seed)
+        else:
+            image = imagenet.preprocess_eval(image, image_size, resize_size)
+        return finalize(image), tf.cast(label, tf.int32)
+
+    return fn
+
+
+def _segmentation_fn(tokens, finalize, crop_size, scale_range, max_shift, pad_value, pad_eval):
+    def fn(image, mask, seed):
+        if tokens:
+            crop_seed, shift_seed = aug.split_seed(seed, 2)
+            if "scale" in tokens or pad_eval:
+                # Variable-size images (VOC) always need the random crop to batch; without
+                # "scale" the rescale factor is 1.
+                image, mask = aug.random_scale_crop_flip(
+                    image,
+                    mask,
+                    crop_size,
+                    scale_range=scale_range if "scale" in tokens else (1.0, 1.0),
+                    seed=crop_seed,
+                    image_pad_value=pad_value,
+                    ignore_index=255,
+                    flip="flip" in tokens,
+                )
+            elif "flip" in tokens:
+                image, mask = aug.random_joint_flip_left_right(image, mask, crop_seed)
+            if "shift" in tokens:
+                image, mask = aug.random_joint_circular_shift(image, mask, max_shift, shift_seed)
+        elif pad_eval:
+            image, mask = voc.preprocess_eval(image, mask, crop_size, pad_value)
+        return finalize(image), tf.cast(mask, tf.int32)
+
+    return fn

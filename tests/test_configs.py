@@ -1,0 +1,64 @@
+"""Every config in configs/ loads, names a known dataset, and builds its pieces."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from lps_keras.data import DATASET_NAMES, dataset_info
+from lps_keras.training import builders
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = sorted(p.name for p in CONFIG_DIR.glob("*.py")
+                 if not p.name.startswith("_") and p.name != "base.py")
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name[:-3], CONFIG_DIR / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def test_one_config_per_paper_experiment():
+    expected = {f"cifar10_resnet18_{v}.py" for v in
+                ("strided", "blurpool", "aps", "lps", "lps_lowpass3")}
+    expected |= {f"imagenet_resnet{d}_{v}.py" for d in (18, 50, 101)
+                 for v in ("lps", "lps_lowpass3", "lps_ddac3", "aps")}
+    expected |= {"voc_deeplabv3plus_resnet18_lps.py", "voc_deeplabv3plus_resnet101_lps.py",
+                 "default.py", "synthetic_shapes_seg_deeplab.py"}
+    assert expected <= set(CONFIGS)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_resolves(name):
+    config = load(name)
+    assert config.data.name in DATASET_NAMES
+    info = dataset_info(config.data.name)
+    assert config.name and config.train.epochs > 0 and config.train.batch_size > 0
+    builders.build_tau_schedule(config.train)
+    model_config = config.model.to_dict()
+    # Deep variants take the same arguments; ResNet-18 keeps the suite fast.
+    if model_config.get("depth", 0) > 34:
+        model_config["depth"] = 18
+    if model_config.get("backbone") in ("resnet50", "resnet101"):
+        model_config["backbone"] = "resnet18"
+    model = builders.build_model(model_config, (64, 64, 3), info.num_classes or 10)
+    optimizer = builders.build_optimizer(config.train, steps_per_epoch=10, model=model)
+    assert float(optimizer.learning_rate) > 0
+    expected = config.model.get("downsampling")
+    assert model.name.endswith(expected)
+
+
+def test_recipes_match_the_papers():
+    cifar = load("cifar10_resnet18_lps.py")
+    assert (cifar.train.learning_rate, cifar.train.batch_size, cifar.train.epochs,
+            cifar.train.weight_decay) == (0.1, 256, 250, 5e-4)
+    assert list(cifar.train.lr_schedule.milestones) == [100]
+    assert (cifar.train.tau_schedule.gamma, cifar.train.tau_schedule.min_tau) == (0.85, 0.5)
+    imagenet = load("imagenet_resnet50_lps.py")
+    assert (imagenet.train.epochs, imagenet.train.weight_decay) == (90, 1e-4)
+    assert [tuple(k) for k in imagenet.train.tau_schedule.knots] == [
+        (62, 0.5), (82, 0.05), (90, 0.01)]
+    voc = load("voc_deeplabv3plus_resnet101_lps.py")
+    assert voc.data.crop_size % 32 == 0 and voc.model.upsampling == "lpu"
