@@ -11,7 +11,7 @@ Re-running the same command resumes from the last completed epoch in --workdir.
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -32,6 +32,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.set_verbosity(logging.WARNING)  # keep the console to progress and results
     from lps_keras.training.distribute import configure_cpu_devices, get_strategy
 
     configure_cpu_devices(FLAGS.cpu_devices)  # before any TF op runs

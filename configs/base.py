@@ -45,6 +45,7 @@ def get_base_config():
     config.train.momentum = 0.9
     config.train.nesterov = False
     config.train.weight_decay = 5e-4
+    config.train.jit_compile = False  # XLA for the train step (see benchmarks/)
     config.train.scorer_weight_decay = False  # the papers exclude LPS scorer weights
     config.train.lr_schedule = ml_collections.ConfigDict(
         {"name": "multistep", "milestones": [100], "gamma": 0.1})

@@ -13,10 +13,14 @@ def get_config():
     config.model.depth = 20
     config.model.stem = "cifar"
     config.model.downsampling = "lps"
-    config.train.epochs = 6
+    config.model.logits_channels = 8  # narrow scorers: same guarantee, less compute
+    config.data.num_train_examples = 5000
+    config.data.num_eval_examples = 1000
+    config.train.epochs = 2
     config.train.batch_size = 64
     config.train.learning_rate = 0.05
-    config.train.lr_schedule = {"name": "cosine", "warmup_epochs": 0.5}
+    config.train.jit_compile = True  # XLA: 1.5x faster training on CPU (benchmarks/)
+    config.train.lr_schedule = {"name": "cosine", "warmup_epochs": 0.2}
     config.train.tau_schedule = {"kind": "step", "initial_tau": 1.0, "gamma": 0.85,
-                                 "step_size": 2, "min_tau": 0.5}
+                                 "step_size": 1, "min_tau": 0.5}
     return config

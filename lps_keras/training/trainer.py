@@ -99,7 +99,7 @@ class Trainer:
         # Trace the replica step once, as a function of its own, so every replica runs the
         # same graph: traced per replica thread, collectives (gradient all-reduce, synced
         # BN) get instance keys in different orders and fail or mismatch.
-        replica_fn = tf.function(replica_step)
+        replica_fn = tf.function(replica_step, jit_compile=bool(self.config.train.jit_compile))
 
         @tf.function
         def train_step(batch):
