@@ -99,7 +99,7 @@ class Trainer:
         # Trace the replica step once, as a function of its own, so every replica runs the
         # same graph: traced per replica thread, collectives (gradient all-reduce, synced
         # BN) get instance keys in different orders and fail or mismatch.
-        replica_fn = tf.function(replica_step, jit_compile=bool(self.config.train.jit_compile))
+        replica_fn = tf.function(replica_step, jit_compile=self._use_xla())
 
         @tf.function
         def train_step(batch):
@@ -107,6 +107,17 @@ class Trainer:
             return [strategy.reduce(tf.distribute.ReduceOp.SUM, r, axis=None) for r in results]
 
         return train_step
+
+    def _use_xla(self):
+        """XLA as configured, except across replicas without GPUs: XLA has no CPU
+        collectives (UnimplementedError), so the step then runs as a plain graph."""
+        wanted = bool(self.config.train.jit_compile)
+        if wanted and self.strategy.num_replicas_in_sync > 1 \
+                and not tf.config.list_logical_devices("GPU"):
+            _log("XLA is off: it has no collectives on CPU devices (config.train.jit_compile "
+                 "applies to single-replica and GPU runs).")
+            return False
+        return wanted
 
     # ----------------------------------------------------------------- main
     def run(self):
