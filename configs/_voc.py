@@ -1,6 +1,6 @@
 """PASCAL VOC 2012 DeepLabV3+ recipe of the LPS paper (DESIGN section 6)."""
 
-from configs.base import get_base_config
+from configs.base import deeplab_model_config, get_base_config
 
 
 def voc_deeplab(backbone):
@@ -9,13 +9,7 @@ def voc_deeplab(backbone):
     config.data.name = "voc"
     config.data.augment = "flip+scale"
     config.data.crop_size = 512  # divisible by 32: exact equivariance
-    config.model = config.model.__class__({
-        "kind": "deeplabv3plus", "backbone": backbone, "output_stride": 16,
-        "downsampling": "lps", "upsampling": "lpu", "antialias": None,
-        "padding_mode": "circular", "logits_channels": None, "logits_model": "conv",
-        "sync_bn": False,
-        "lps": {"tau": 1.0, "train_mode": "gumbel", "inference_mode": "argmax", "hard": False},
-    })
+    config.model = deeplab_model_config(backbone=backbone)
     config.train.epochs = 50
     config.train.batch_size = 16
     config.train.learning_rate = 0.01

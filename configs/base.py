@@ -6,6 +6,20 @@ the command line, e.g. `--config.train.epochs=3`.
 
 import ml_collections
 
+_LPS_DEFAULTS = {"tau": 1.0, "train_mode": "gumbel", "inference_mode": "argmax", "hard": False}
+
+
+def deeplab_model_config(**overrides):
+    """`config.model` for an LPS + LPU DeepLabV3+ (ResNet-18 backbone unless overridden)."""
+    model = {
+        "kind": "deeplabv3plus", "backbone": "resnet18", "output_stride": 16,
+        "downsampling": "lps", "upsampling": "lpu", "antialias": None,
+        "padding_mode": "circular", "logits_channels": None, "logits_model": "conv",
+        "sync_bn": False, "lps": dict(_LPS_DEFAULTS),
+    }
+    model.update(overrides)
+    return ml_collections.ConfigDict(model)
+
 
 def get_base_config():
     config = ml_collections.ConfigDict()
@@ -33,8 +47,7 @@ def get_base_config():
     config.model.logits_channels = None  # scorer width: None, an int, or one per stage
     config.model.logits_model = "conv"
     config.model.sync_bn = False
-    config.model.lps = ml_collections.ConfigDict(
-        {"tau": 1.0, "train_mode": "gumbel", "inference_mode": "argmax", "hard": False})
+    config.model.lps = ml_collections.ConfigDict(_LPS_DEFAULTS)
 
     config.train = ml_collections.ConfigDict()
     config.train.epochs = 10

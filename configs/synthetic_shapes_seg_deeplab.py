@@ -3,7 +3,7 @@
 Works with no data and no network (64x64 images with per-pixel shape labels).
 """
 
-from configs.base import get_base_config
+from configs.base import deeplab_model_config, get_base_config
 
 
 def get_config():
@@ -11,14 +11,9 @@ def get_config():
     config.name = "synthetic_shapes_seg_deeplabv3plus_lps"
     config.data.name = "synthetic_shapes_seg"
     config.data.augment = "flip+shift"
-    config.model = config.model.__class__({
-        "kind": "deeplabv3plus", "backbone": "resnet18", "output_stride": 16,
-        "downsampling": "lps", "upsampling": "lpu", "antialias": None,
-        "padding_mode": "circular", "logits_channels": [8, 16, 32, 64],
-        "logits_model": "conv", "sync_bn": False, "aspp_filters": 64,
-        "decoder_filters": 64, "low_level_filters": 24,
-        "lps": {"tau": 1.0, "train_mode": "gumbel", "inference_mode": "argmax", "hard": False},
-    })
+    config.model = deeplab_model_config(
+        logits_channels=[8, 16, 32, 64], aspp_filters=64, decoder_filters=64,
+        low_level_filters=24)
     config.train.epochs = 6
     config.train.batch_size = 16
     config.train.learning_rate = 0.02

@@ -94,8 +94,7 @@ class Builder:
         """
         if self.downsampling == "blurpool":
             size = int(self.antialias[-1]) if self.antialias else 3
-            pad_mode = "circular" if self.padding_mode == "circular" else "zeros"
-            return BlurPool2D(size, stride=2, padding_mode=pad_mode, name=name)(x), None
+            return BlurPool2D(size, stride=2, padding_mode=self.padding_mode, name=name)(x), None
         antialias = self._antialias_layer(f"{name}_antialias")
         if probs is not None or self.downsampling == "aps":
             layer = APSDownsampling2D(2, antialias=antialias, return_probs=True,
@@ -111,8 +110,7 @@ class Builder:
     def _antialias_layer(self, name):
         if self.antialias is None:
             return None
-        pad_mode = "circular" if self.padding_mode == "circular" else "zeros"
-        return get_antialias(self.antialias, padding_mode=pad_mode, name=name)
+        return get_antialias(self.antialias, padding_mode=self.padding_mode, name=name)
 
 
 def basic_block(b, x, filters, stride, name, dilation=1, logits_channels=None):
