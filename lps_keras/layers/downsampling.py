@@ -7,9 +7,10 @@ from lps_keras.layers import _validation
 from lps_keras.layers._distribute import ReplicaSeedGenerator
 from lps_keras.layers.antialias import get_antialias, serialize_antialias
 from lps_keras.layers.polyphase import (
+    component_norms,
+    gather_component,
     pad_to_multiple,
     polyphase_split,
-    select_index,
     select_weighted,
 )
 from lps_keras.layers.scorers import SCORERS, get_scorer
@@ -20,9 +21,10 @@ NORMS = ("l2", "l1", "linf")
 class _PolyphaseDownsampling(keras.layers.Layer):
     """Shared machinery: anti-aliasing, wrap-padding, split, per-sample selection.
 
-    Subclasses implement `_select(components, training)` returning `(probs, index)`, where
-    `index` is a per-sample int tensor when the selection is hard (a gather then does the
-    work) and `None` when `probs` must be used as weights.
+    Subclasses implement `_select(x, training)` on the padded input `x` (divisible by the
+    stride), returning `(probs, index)`: `index` is a per-sample int tensor when the
+    selection is hard (one gather of the kept pixels then does the work) and `None` when
+    `probs` must be used as weights over the split components.
     """
 
     def __init__(self, stride=2, antialias=None, score_unfiltered=False,
@@ -59,20 +61,21 @@ class _PolyphaseDownsampling(keras.layers.Layer):
         x = inputs
         if self.antialias_layer is not None:
             x = self.antialias_layer(inputs, training=training)
-        components = polyphase_split(pad_to_multiple(x, self.stride), self.stride)
+        x = pad_to_multiple(x, self.stride)
         if probs is not None:
             self._check_probs(probs)
-            probs = ops.cast(probs, _validation.scoring_dtype(components.dtype))
-            outputs = select_weighted(components, probs)
+            probs = ops.cast(probs, _validation.scoring_dtype(x.dtype))
+            outputs = select_weighted(polyphase_split(x, self.stride), probs)
         else:
-            scored = components
+            scored = x
             if self.score_unfiltered and self.antialias_layer is not None:
-                scored = polyphase_split(pad_to_multiple(inputs, self.stride), self.stride)
+                scored = pad_to_multiple(inputs, self.stride)
             probs, index = self._select(scored, training)
             if index is None:
-                outputs = select_weighted(components, probs)
+                outputs = select_weighted(polyphase_split(x, self.stride), probs)
             else:
-                outputs = select_index(components, index)
+                # Only the kept pixels are read: no split of the whole input.
+                outputs = gather_component(x, self.stride, index)
         if self.return_probs:
             return outputs, probs
         return outputs
@@ -138,19 +141,16 @@ class APSDownsampling2D(_PolyphaseDownsampling):
                          **kwargs)
         self.norm = _validation.check_choice("norm", norm, NORMS)
 
-    def component_norms(self, components):
-        """Per-sample norms `[B, stride**2]`, at least float32 (squared for l2: same argmax)."""
-        c = ops.cast(components, _validation.scoring_dtype(components.dtype))
-        if self.norm == "l2":
-            return ops.sum(ops.square(c), axis=(2, 3, 4))
-        if self.norm == "l1":
-            return ops.sum(ops.abs(c), axis=(2, 3, 4))
-        return ops.max(ops.abs(c), axis=(2, 3, 4))
+    def component_norms(self, x):
+        """Per-sample norms `[B, stride**2]` of the padded input's components, at least
+        float32 (squared for l2: same argmax)."""
+        x = ops.cast(x, _validation.scoring_dtype(x.dtype))
+        return component_norms(x, self.stride, self.norm)
 
-    def _select(self, components, training):
-        index = ops.argmax(ops.stop_gradient(self.component_norms(components)), axis=-1)
+    def _select(self, x, training):
+        index = ops.argmax(ops.stop_gradient(self.component_norms(x)), axis=-1)
         return ops.one_hot(index, self.num_components, dtype=_validation.scoring_dtype(
-            components.dtype)), index
+            x.dtype)), index
 
     def get_config(self):
         config = super().get_config()
@@ -243,11 +243,12 @@ class LPSDownsampling2D(_PolyphaseDownsampling):
         self.scorer.build(self._components_shape(input_shape))
 
     def compute_logits(self, components, training=None):
-        """Scorer logits `[B, stride**2]` (float32, float64 for float64 layers)."""
+        """Scorer logits `[B, stride**2]` (float32, float64 for float64 layers) of split
+        components `[B, stride**2, H/s, W/s, C]` (see `polyphase_split`)."""
         return self.scorer(components, training=training)
 
-    def _select(self, components, training):
-        logits = self.compute_logits(components, training=training)
+    def _select(self, x, training):
+        logits = self.compute_logits(polyphase_split(x, self.stride), training=training)
         tau = ops.cast(self.tau, logits.dtype)
         if not training:
             if self.inference_mode == "argmax":

@@ -52,20 +52,46 @@ def polyphase_merge(components, stride):
     return ops.reshape(x, (-1, h * s, w * s, c))
 
 
+def component_norms(x, stride, norm):
+    """Per-sample norms of the `stride**2` polyphase components of NHWC `x`, `[B, s*s]`.
+
+    Computed on `x` itself, without splitting it: a per-pixel reduction over channels (a
+    matrix-vector product for l1/l2, which BLAS and XLA both run fast), then a sum over the
+    small `[B, H/s, s, W/s, s]` grid. l2 is returned squared (same argmax, no sqrt).
+    """
+    s = stride
+    shape = ops.shape(x)
+    h, w, c = shape[1], shape[2], x.shape[3]
+    if norm == "linf":
+        per_pixel = ops.max(ops.abs(x), axis=-1)
+    else:
+        magnitude = ops.square(x) if norm == "l2" else ops.abs(x)
+        per_pixel = ops.matmul(ops.reshape(magnitude, (-1, c)), ops.ones((c, 1), x.dtype))
+    grid = ops.reshape(per_pixel, (-1, h // s, s, w // s, s))
+    reduce = ops.max if norm == "linf" else ops.sum
+    return ops.reshape(reduce(grid, axis=(1, 3)), (-1, s * s))
+
+
+def gather_component(x, stride, index):
+    """`x[b, i::s, j::s]` with `s*i + j = index[b]` for each sample, as one gather of
+    channel vectors (reads only the kept pixels; no split of the whole input)."""
+    s = stride
+    shape = ops.shape(x)
+    batch, h, w, c = shape[0], shape[1], shape[2], x.shape[3]
+    index = ops.cast(index, "int32")
+    i, j = (index // s)[:, None, None], (index % s)[:, None, None]
+    b = ops.arange(batch, dtype="int32")[:, None, None]
+    rows = ops.arange(h // s, dtype="int32")[None, :, None] * s + i
+    cols = ops.arange(w // s, dtype="int32")[None, None, :] * s + j
+    flat_index = ops.reshape((b * h + rows) * w + cols, (-1,))
+    picked = ops.take(ops.reshape(x, (-1, c)), flat_index, axis=0)
+    return ops.reshape(picked, (-1, h // s, w // s, c))
+
+
 def select_weighted(components, probs):
     """`sum_k probs[:, k] * component_k`, the differentiable selection."""
     weights = ops.cast(probs, components.dtype)[:, :, None, None, None]
     return ops.sum(components * weights, axis=1)
-
-
-def select_index(components, index):
-    """Picks component `index[b]` for each sample `b` with one gather (no weighted sum)."""
-    shape = ops.shape(components)
-    k = components.shape[1]
-    flat = ops.reshape(components, (-1, shape[2], shape[3], components.shape[4]))
-    batch = ops.shape(index)[0]
-    flat_index = ops.arange(batch, dtype="int32") * k + ops.cast(index, "int32")
-    return ops.take(flat, flat_index, axis=0)
 
 
 def phase_permutation(shift, stride):

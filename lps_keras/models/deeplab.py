@@ -72,7 +72,7 @@ def _aspp(b, x, rates, filters, name):
 
 def deeplabv3plus(backbone="resnet18", num_classes=21, input_shape=(None, None, 3),
                   output_stride=16, downsampling="lps", upsampling="lpu", antialias=None,
-                  padding_mode="circular", logits_channels=None, logits_model="conv",
+                  padding_mode="circular", logits_channels="auto", logits_model="conv",
                   lps_kwargs=None, sync_bn=False, aspp_filters=256, decoder_filters=256,
                   low_level_filters=48, lpu_antialias="lowpass3", score_unfiltered=True,
                   name=None):

@@ -9,7 +9,7 @@ at inference.
 
 import keras
 
-from lps_keras.models.blocks import Builder, basic_block, bottleneck_block
+from lps_keras.models.blocks import Builder, basic_block, bottleneck_block, scorer_width
 
 # depth: (block kind, blocks per stage, stage widths)
 _IMAGENET_STAGES = (64, 128, 256, 512)
@@ -25,20 +25,23 @@ STEMS = ("cifar", "imagenet")
 
 
 def _stage_widths(logits_channels, num_stages):
-    """Scorer width per stage: None (input channels), one int, or one value per stage."""
-    if logits_channels is None or isinstance(logits_channels, int):
-        return [logits_channels] * num_stages
-    widths = list(logits_channels)
+    """Scorer width per stage from `"auto"`, None, one int, or one value per stage."""
+    if logits_channels is None or isinstance(logits_channels, (int, str)):
+        widths = [logits_channels] * num_stages
+    else:
+        widths = list(logits_channels)
     if len(widths) != num_stages:
         raise ValueError(
-            f"`logits_channels` must be None, an int or one value per stage ({num_stages} "
-            f"for this depth); got {logits_channels!r}."
+            f"`logits_channels` must be 'auto', None, an int or one value per stage "
+            f"({num_stages} for this depth); got {logits_channels!r}."
         )
+    for width in widths:
+        scorer_width(width, 1)  # validate now, with a message naming the argument's values
     return widths
 
 
 def resnet_features(inputs, depth, stem="imagenet", downsampling="strided", antialias=None,
-                    padding_mode="circular", logits_channels=None, logits_model="conv",
+                    padding_mode="circular", logits_channels="auto", logits_model="conv",
                     lps_kwargs=None, sync_bn=False, output_stride=None, score_unfiltered=True):
     """Builds the ResNet body on `inputs`; for models that tap intermediate features.
 
@@ -120,7 +123,7 @@ def resnet_features(inputs, depth, stem="imagenet", downsampling="strided", anti
 
 
 def resnet(depth, num_classes=1000, input_shape=None, stem="imagenet", downsampling="strided",
-           antialias=None, padding_mode="circular", logits_channels=None, logits_model="conv",
+           antialias=None, padding_mode="circular", logits_channels="auto", logits_model="conv",
            lps_kwargs=None, include_top=True, sync_bn=False, dropout=0.0, score_unfiltered=True,
            name=None):
     """A ResNet classifier.
@@ -137,8 +140,11 @@ def resnet(depth, num_classes=1000, input_shape=None, stem="imagenet", downsampl
         antialias: None, `"lowpassN"` or `"ddacN"` for APS/LPS (N: filter size); with
             `"blurpool"`, `"lowpassN"` sets the blur size.
         padding_mode: `"circular"` or `"zeros"`, for every spatial conv and blur.
-        logits_channels: LPS scorer width: None (downsampler input channels), an int, or
-            one value per stage (the stem's downsamplers use stage 1's value).
+        logits_channels: LPS scorer width: `"auto"` (default: a quarter of the
+            downsampler's input channels, at least 8, which keeps LPS ResNet-18 on CIFAR
+            at 1.5x the MACs of the strided model), None (the input channels, as in the
+            papers: 2.1x), an int, or one value per stage (the stem's downsamplers use
+            stage 1's value). The width does not affect the invariance.
         logits_model: LPS scorer name (`"conv"`, `"attention"`, ...).
         lps_kwargs: extra `LPSDownsampling2D` arguments, e.g. `{"tau": 1.0, "hard": False}`.
         include_top: if False, the model returns the last feature map (no pooling).

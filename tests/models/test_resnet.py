@@ -129,6 +129,38 @@ def test_lps_scorer_widths_per_stage():
                        "stage3_block1_down": 32, "stage4_block1_down": 64}
 
 
+def _scorer_widths(model):
+    return {layer.name: layer.scorer.conv1.filters for layer in model._flatten_layers()
+            if hasattr(layer, "scorer")}
+
+
+def test_default_scorer_width_is_a_quarter_of_the_input_channels():
+    cifar = resnet18(num_classes=10, input_shape=(32, 32, 3), stem="cifar",
+                     downsampling="lps")
+    assert _scorer_widths(cifar) == {"stage2_block1_down": 32, "stage3_block1_down": 64,
+                                     "stage4_block1_down": 128}
+    small = resnet20(num_classes=10, input_shape=(32, 32, 3), stem="cifar",
+                     downsampling="lps")
+    assert _scorer_widths(small) == {"stage2_block1_down": 8, "stage3_block1_down": 16}
+    full = resnet18(num_classes=10, input_shape=(32, 32, 3), stem="cifar",
+                    downsampling="lps", logits_channels=None)
+    assert _scorer_widths(full) == {"stage2_block1_down": 128, "stage3_block1_down": 256,
+                                    "stage4_block1_down": 512}
+
+
+def test_default_lps_resnet18_costs_at_most_1_6x_the_strided_macs():
+    from benchmarks.macs import count_macs
+
+    def macs(**kwargs):
+        model = resnet18(num_classes=10, input_shape=(32, 32, 3), stem="cifar", **kwargs)
+        return count_macs(model, (32, 32, 3))[0]
+
+    strided = macs(downsampling="strided")
+    assert macs(downsampling="lps") / strided <= 1.6
+    # The papers' full-width scorers would not fit the budget: the default matters.
+    assert macs(downsampling="lps", logits_channels=None) / strided > 2.0
+
+
 def test_include_top_false_returns_features():
     model = resnet20(input_shape=(32, 32, 3), stem="cifar", include_top=False,
                      downsampling="aps")
@@ -142,6 +174,8 @@ def test_include_top_false_returns_features():
     ({"depth": 18, "padding_mode": "reflect"}, "padding_mode"),
     ({"depth": 18, "antialias": "lowpass3"}, "antialias"),
     ({"depth": 18, "downsampling": "lps", "logits_channels": (8, 16)}, "logits_channels"),
+    ({"depth": 18, "downsampling": "lps", "logits_channels": "wide"}, "scorer width"),
+    ({"depth": 18, "downsampling": "lps", "logits_channels": 0}, "scorer width"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -1,0 +1,135 @@
+"""Model benchmarks: each downsampling mode against the `strided` model of the same run."""
+
+import gc
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from benchmarks.macs import count_macs
+from benchmarks.timing import median_seconds, peak_memory_mib
+from lps_keras import models
+from lps_keras.models import blocks
+
+MODES = ("strided", "blurpool", "aps", "lps")
+
+
+def _resnet(depth, stem, size, classes):
+    def build(mode):
+        return models.resnet(depth, num_classes=classes, input_shape=(size, size, 3),
+                             stem=stem, downsampling=mode)
+    return build
+
+
+def _tiny(mode):
+    # One stem conv and one downsampling residual block: the real builders, traced fast.
+    inputs = keras.Input((16, 16, 3))
+    b = blocks.Builder(mode)
+    x = b.conv_bn_relu(inputs, 8, 3, "stem")
+    x, _ = blocks.basic_block(b, x, 16, 2, "block")
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10)(x), name=f"tiny_{mode}")
+
+
+def _deeplab(size):
+    def build(mode):
+        upsampling = "lpu" if mode in ("aps", "lps") else "bilinear"
+        return models.deeplabv3plus("resnet18", num_classes=21, input_shape=(size, size, 3),
+                                    downsampling=mode, upsampling=upsampling)
+    return build
+
+
+# name -> (builder(mode), input size, batch, task). LPS uses the library's default widths.
+MODELS = {
+    "resnet18_cifar": (_resnet(18, "cifar", 32, 10), 32, 32, "classification"),
+    "resnet20_cifar": (_resnet(20, "cifar", 32, 10), 32, 64, "classification"),
+    "resnet50_imagenet": (_resnet(50, "imagenet", 224, 1000), 224, 4, "classification"),
+    "deeplabv3plus_resnet18": (_deeplab(256), 256, 4, "segmentation"),
+    # Small enough for the test of the benchmark command itself.
+    "tiny": (_tiny, 16, 2, "classification"),
+}
+
+
+def _batch(size, batch, task, classes, rng):
+    images = tf.constant(rng.standard_normal((batch, size, size, 3), dtype=np.float32))
+    shape = (batch,) if task == "classification" else (batch, size, size)
+    labels = tf.constant(rng.integers(0, classes, size=shape), dtype=tf.int32)
+    return images, labels
+
+
+def _functions(model, jit_compile):
+    optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    @tf.function(jit_compile=jit_compile)
+    def infer(images, labels):
+        return model(images, training=False)
+
+    @tf.function(jit_compile=jit_compile)
+    def train(images, labels):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(labels, model(images, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return loss
+
+    return infer, train
+
+
+def run_model_cases(names, modes, compilers, warmup, repeats, log, on_record=None):
+    """Times training and inference of every (model, mode, compiler); one record each."""
+    rng = np.random.default_rng(0)
+    records = []
+    for name in names:
+        build, size, batch, task = MODELS[name]
+        for mode in modes:
+            keras.backend.clear_session()
+            gc.collect()
+            model = build(mode)
+            classes = model.output_shape[-1]
+            data = _batch(size, batch, task, classes, rng)
+            macs, _ = count_macs(model, (size, size, 3))
+            for compiler in compilers:
+                infer, train = _functions(model, compiler == "xla")
+                record = {"model": name, "mode": mode, "compiler": compiler, "batch": batch,
+                          "input_size": size, "params": model.count_params(), "macs": macs}
+                try:
+                    for kind, fn in (("train", train), ("infer", infer)):
+                        seconds = median_seconds(fn, data, warmup, repeats)
+                        record[f"{kind}_seconds"] = seconds
+                        record[f"{kind}_images_per_s"] = batch / seconds
+                    # Peak memory of one training step, measured after the timed steps.
+                    record["train_peak_mib"] = peak_memory_mib(train, data)
+                except Exception as e:  # keep going: one failing case must not end the run
+                    record["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+                log(_describe(record))
+                records.append(record)
+                if on_record:
+                    on_record(record)
+            del model
+    _add_ratios(records)
+    return records
+
+
+def _describe(r):
+    what = f"{r['model']:<24} {r['mode']:<9} {r['compiler']:<5}"
+    if "error" in r:
+        return f"{what} ERROR {r['error']}"
+    return (f"{what} train {r['train_images_per_s']:8.1f} img/s  infer "
+            f"{r['infer_images_per_s']:8.1f} img/s  {r['macs'] / 1e6:9.1f} MMAC/img")
+
+
+def _add_ratios(records):
+    """Time and MAC ratios to the `strided` model under the same compiler, and their quotient
+    (1.0: the mode costs exactly what its extra arithmetic predicts)."""
+    base = {(r["model"], r["compiler"]): r for r in records if r["mode"] == "strided"}
+    for r in records:
+        b = base.get((r["model"], r["compiler"]))
+        if b is None:
+            continue
+        r["mac_ratio"] = r["macs"] / b["macs"]
+        for kind in ("train", "infer"):
+            if f"{kind}_seconds" in r and f"{kind}_seconds" in b:
+                ratio = r[f"{kind}_seconds"] / b[f"{kind}_seconds"]
+                r[f"{kind}_time_ratio"] = ratio
+                r[f"{kind}_overhead"] = ratio / r["mac_ratio"]

@@ -1,0 +1,64 @@
+"""Wall-clock timing and peak-memory reading for the benchmarks.
+
+Times are medians over repetitions after warm-up calls (which absorb tracing and XLA
+compilation). A `tf.function` call on CPU returns once its outputs are computed, so the
+clock stops when the work is done.
+"""
+
+import os
+import resource
+import statistics
+import time
+
+
+def median_seconds(fn, args, warmup, repeats):
+    """Median wall time of `fn(*args)` over `repeats` calls after `warmup` calls."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0; got {repeats}, {warmup}.")
+    for _ in range(warmup):
+        fn(*args)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(*args)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _status_kib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak_rss():
+    """Resets the kernel's peak-RSS mark (VmHWM) for this process; False if not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory_mib(fn, args):
+    """Extra resident memory at the peak of one `fn(*args)` call, in MiB.
+
+    Reads Linux's peak-RSS mark after resetting it, so it covers everything TensorFlow
+    allocates (activations kept for the backward pass, gradients, workspace). Returns None
+    where the mark cannot be reset (non-Linux), rather than a number that means
+    something else.
+    """
+    if not os.path.exists("/proc/self/status") or not _reset_peak_rss():
+        return None
+    before = _status_kib("VmRSS")
+    fn(*args)
+    peak = _status_kib("VmHWM")
+    return max(peak - before, 0) / 1024.0
+
+
+def process_peak_mib():
+    """Peak resident memory of this process so far, in MiB (for the run summary)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
