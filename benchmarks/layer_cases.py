@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from benchmarks.timing import median_seconds
+from benchmarks.timing import median_seconds, record_case
 from lps_keras.layers import (
     APSDownsampling2D,
     BlurPool2D,
@@ -88,20 +88,18 @@ def run_layer_cases(names, shapes, compilers, warmup, repeats, log, on_record=No
                                        ("forward_backward", fwd_bwd, (x, probs, upstream))):
                     record = {"layer": name, "baseline": baseline, "shape": list(shape),
                               "compiler": compiler, "pass": kind}
-                    try:
-                        record["seconds"] = median_seconds(fn, args, warmup, repeats)
-                    except Exception as e:  # keep going: one failing case must not end the run
-                        record["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
-                    log(_describe(record))
-                    records.append(record)
-                    if on_record:
-                        on_record(record)
+
+                    def measure(r, fn=fn, args=args):
+                        r["seconds"] = median_seconds(fn, args, warmup, repeats)
+
+                    record_case(record, measure, _describe, log, records, on_record)
     _add_ratios(records, ("shape", "compiler", "pass"), "layer")
     return records
 
 
 def _describe(r):
-    what = f"{r['layer']:<22} {'x'.join(map(str, r['shape'])):<14} {r['compiler']:<5} {r['pass']:<17}"
+    shape = "x".join(map(str, r["shape"]))
+    what = f"{r['layer']:<22} {shape:<14} {r['compiler']:<5} {r['pass']:<17}"
     return what + (f" ERROR {r['error']}" if "error" in r else f" {r['seconds'] * 1e3:9.2f} ms")
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks.macs import count_macs
-from benchmarks.timing import median_seconds, peak_memory_mib
+from benchmarks.timing import median_seconds, peak_memory_mib, record_case
 from lps_keras import models
 from lps_keras.models import blocks
 
@@ -93,19 +93,16 @@ def run_model_cases(names, modes, compilers, warmup, repeats, log, on_record=Non
                 infer, train = _functions(model, compiler == "xla")
                 record = {"model": name, "mode": mode, "compiler": compiler, "batch": batch,
                           "input_size": size, "params": model.count_params(), "macs": macs}
-                try:
+
+                def measure(r, train=train, infer=infer, batch=batch, data=data):
                     for kind, fn in (("train", train), ("infer", infer)):
                         seconds = median_seconds(fn, data, warmup, repeats)
-                        record[f"{kind}_seconds"] = seconds
-                        record[f"{kind}_images_per_s"] = batch / seconds
+                        r[f"{kind}_seconds"] = seconds
+                        r[f"{kind}_images_per_s"] = batch / seconds
                     # Peak memory of one training step, measured after the timed steps.
-                    record["train_peak_mib"] = peak_memory_mib(train, data)
-                except Exception as e:  # keep going: one failing case must not end the run
-                    record["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
-                log(_describe(record))
-                records.append(record)
-                if on_record:
-                    on_record(record)
+                    r["train_peak_mib"] = peak_memory_mib(train, data)
+
+                record_case(record, measure, _describe, log, records, on_record)
             del model
     _add_ratios(records)
     return records

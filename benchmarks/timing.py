@@ -25,6 +25,19 @@ def median_seconds(fn, args, warmup, repeats):
     return statistics.median(times)
 
 
+def record_case(record, measure, describe, log, records, on_record=None):
+    """Fills `record` by `measure(record)`, or with the error that stopped it (one failing
+    case must not end a long run), then logs it and hands it to `records`/`on_record`."""
+    try:
+        measure(record)
+    except Exception as e:
+        record["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+    log(describe(record))
+    records.append(record)
+    if on_record:
+        on_record(record)
+
+
 def _status_kib(field):
     with open("/proc/self/status") as f:
         for line in f:

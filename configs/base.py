@@ -44,7 +44,7 @@ def get_base_config():
     config.model.downsampling = "lps"  # strided | blurpool | aps | lps
     config.model.antialias = ml_collections.config_dict.placeholder(str)  # lowpass3, ddac3
     config.model.padding_mode = "circular"
-    config.model.logits_channels = None  # None: full width, as in the papers; "auto", int, per stage
+    config.model.logits_channels = None  # full width (papers); or "auto", int, per stage
     config.model.logits_model = "conv"
     config.model.sync_bn = False
     config.model.lps = ml_collections.ConfigDict(_LPS_DEFAULTS)

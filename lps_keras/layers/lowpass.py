@@ -1,20 +1,10 @@
 """Fixed binomial low-pass filtering (the "BlurPool"/LPF anti-aliasing baseline)."""
 
-import math
-
 import keras
-import numpy as np
 from keras import ops
 
 from lps_keras.layers import _validation
 from lps_keras.layers.padding import pad2d
-
-
-def binomial_kernel(filter_size):
-    """Normalised 2-D binomial kernel of size `filter_size` (1 to 7), float64."""
-    row = np.array([math.comb(filter_size - 1, k) for k in range(filter_size)], np.float64)
-    kernel = np.outer(row, row)
-    return kernel / kernel.sum()
 
 
 def filter_padding(filter_size):

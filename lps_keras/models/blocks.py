@@ -123,7 +123,8 @@ class Builder:
                                       score_unfiltered=self.score_unfiltered, name=name)
             return layer(x, probs=probs) if probs is not None else layer(x)
         layer = LPSDownsampling2D(
-            2, logits_model=self.logits_model, hidden_channels=scorer_width(logits_channels, x.shape[-1]),
+            2, logits_model=self.logits_model,
+            hidden_channels=scorer_width(logits_channels, x.shape[-1]),
             antialias=antialias, return_probs=True, padding_mode=self.padding_mode,
             score_unfiltered=self.score_unfiltered, name=name, **self.lps_kwargs,
         )
