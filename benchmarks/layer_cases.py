@@ -24,13 +24,19 @@ class StridedSlice(keras.layers.Layer):
         return x[:, ::2, ::2, :]
 
 
-def _upsampler(inputs, probs):
-    return PolyphaseUpsampling2D(2)(inputs, probs)
+class InputSum(keras.layers.Layer):
+    """Not a downsampler: one read of every input element (a per-sample sum). Any selection
+    that depends on the data (APS, LPS) must read all of `x`, while the slice reads a
+    quarter, so this is the floor of what an adaptive downsampler can cost."""
+
+    def call(self, x):
+        return keras.ops.sum(x, axis=(1, 2, 3))
 
 
 # name -> (baseline name, layer factory, needs probs). Factories take the channel count.
 LAYERS = {
     "strided_slice": (None, lambda c: StridedSlice(), False),
+    "input_sum": ("strided_slice", lambda c: InputSum(), False),
     "blurpool3": ("strided_slice", lambda c: BlurPool2D(3, stride=2), False),
     "aps": ("strided_slice", lambda c: APSDownsampling2D(2), False),
     "lps_conv_full": ("strided_slice", lambda c: LPSDownsampling2D(2, "conv", seed=0), False),
