@@ -5,6 +5,7 @@ compilation). A `tf.function` call on CPU returns once its outputs are computed,
 clock stops when the work is done.
 """
 
+import ctypes
 import os
 import resource
 import statistics
@@ -56,6 +57,13 @@ def _reset_peak_rss():
         return False
 
 
+def _malloc_trim():
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: the reading may then under-count reused memory
+
+
 def peak_memory_mib(fn, args):
     """Extra resident memory at the peak of one `fn(*args)` call, in MiB.
 
@@ -64,7 +72,12 @@ def peak_memory_mib(fn, args):
     where the mark cannot be reset (non-Linux), rather than a number that means
     something else.
     """
-    if not os.path.exists("/proc/self/status") or not _reset_peak_rss():
+    if not os.path.exists("/proc/self/status"):
+        return None
+    # Hand freed heap memory back to the OS first: glibc keeps freed buffers (its mmap
+    # threshold grows after large frees), and memory it kept would not count as new.
+    _malloc_trim()
+    if not _reset_peak_rss():
         return None
     before = _status_kib("VmRSS")
     fn(*args)
