@@ -19,7 +19,7 @@ def get_config():
     config.train.epochs = 2
     config.train.batch_size = 64
     config.train.learning_rate = 0.05
-    config.train.jit_compile = True  # XLA: 1.5x faster training on CPU (benchmarks/)
+    config.train.jit_compile = True  # XLA: ResNet-20 trains 2x faster on CPU (benchmarks/)
     config.train.lr_schedule = {"name": "cosine", "warmup_epochs": 0.2}
     config.train.tau_schedule = {"kind": "step", "initial_tau": 1.0, "gamma": 0.85,
                                  "step_size": 1, "min_tau": 0.5}
