@@ -1,5 +1,6 @@
 """Model benchmarks: each downsampling mode against the `strided` model of the same run."""
 
+import functools
 import gc
 
 import keras
@@ -7,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks.macs import count_macs
-from benchmarks.timing import median_seconds, peak_memory_mib, record_case
+from benchmarks.timing import interleaved_median_seconds, peak_memory_mib, record_case
 from lps_keras import models
 from lps_keras.models import blocks
 
@@ -77,35 +78,58 @@ def _functions(model, jit_compile):
 
 
 def run_model_cases(names, modes, compilers, warmup, repeats, log, on_record=None):
-    """Times training and inference of every (model, mode, compiler); one record each."""
+    """Times training and inference of every (model, mode, compiler); one record each.
+
+    All modes of one model under one compiler are timed in interleaved rounds (see
+    `interleaved_median_seconds`), so their ratios to `strided` compare like with like.
+    """
     rng = np.random.default_rng(0)
     records = []
     for name in names:
         build, size, batch, task = MODELS[name]
+        keras.backend.clear_session()
+        gc.collect()
+        built, build_errors = {}, {}
         for mode in modes:
-            keras.backend.clear_session()
-            gc.collect()
-            model = build(mode)
-            classes = model.output_shape[-1]
-            data = _batch(size, batch, task, classes, rng)
-            macs, _ = count_macs(model, (size, size, 3))
-            for compiler in compilers:
-                infer, train = _functions(model, compiler == "xla")
+            try:
+                model = build(mode)
+                built[mode] = (model, count_macs(model, (size, size, 3))[0])
+            except Exception as e:
+                build_errors[mode] = e
+        classes = next(iter(built.values()))[0].output_shape[-1] if built else 1
+        data = _batch(size, batch, task, classes, rng)
+        for compiler in compilers:
+            steps = {mode: _functions(model, compiler == "xla")
+                     for mode, (model, _) in built.items()}
+            cases = {(mode, kind): (fn, data) for mode, (infer, train) in steps.items()
+                     for kind, fn in (("train", train), ("infer", infer))}
+            seconds, errors = interleaved_median_seconds(cases, warmup, repeats)
+            for mode in modes:
                 record = {"model": name, "mode": mode, "compiler": compiler, "batch": batch,
-                          "input_size": size, "params": model.count_params(), "macs": macs}
+                          "input_size": size}
+                if mode in built:
+                    record.update(params=built[mode][0].count_params(), macs=built[mode][1])
 
-                def measure(r, train=train, infer=infer, batch=batch, data=data):
-                    for kind, fn in (("train", train), ("infer", infer)):
-                        seconds = median_seconds(fn, data, warmup, repeats)
-                        r[f"{kind}_seconds"] = seconds
-                        r[f"{kind}_images_per_s"] = batch / seconds
-                    # Peak memory of one training step, measured after the timed steps.
-                    r["train_peak_mib"] = peak_memory_mib(train, data)
-
+                measure = functools.partial(
+                    _measure, mode=mode, built=built, build_errors=build_errors,
+                    seconds=seconds, errors=errors, steps=steps, batch=batch, data=data)
                 record_case(record, measure, _describe, log, records, on_record)
-            del model
+        built.clear()  # free the models before the next network is built
     _add_ratios(records)
     return records
+
+
+def _measure(r, mode, built, build_errors, seconds, errors, steps, batch, data):
+    """Fills one record from the interleaved timings (or raises the case's error)."""
+    if mode in build_errors:
+        raise build_errors[mode]
+    for kind in ("train", "infer"):
+        if (mode, kind) in errors:
+            raise errors[(mode, kind)]
+        r[f"{kind}_seconds"] = seconds[(mode, kind)]
+        r[f"{kind}_images_per_s"] = batch / seconds[(mode, kind)]
+    # Peak memory of one training step, measured after the timed steps.
+    r["train_peak_mib"] = peak_memory_mib(steps[mode][1], data)
 
 
 def _describe(r):
@@ -122,8 +146,8 @@ def _add_ratios(records):
     base = {(r["model"], r["compiler"]): r for r in records if r["mode"] == "strided"}
     for r in records:
         b = base.get((r["model"], r["compiler"]))
-        if b is None:
-            continue
+        if b is None or "macs" not in r or "macs" not in b:
+            continue  # the baseline or this mode did not build
         r["mac_ratio"] = r["macs"] / b["macs"]
         for kind in ("train", "infer"):
             if f"{kind}_seconds" in r and f"{kind}_seconds" in b:

@@ -26,6 +26,38 @@ def median_seconds(fn, args, warmup, repeats):
     return statistics.median(times)
 
 
+def interleaved_median_seconds(cases, warmup, repeats):
+    """Median wall time of each `fn(*args)` in `cases` (key -> (fn, args)), timed in rounds
+    that call every case once, so slow drifts of the machine (other load, clock changes)
+    hit every case alike and ratios between them stay meaningful.
+
+    Returns `(medians, errors)`: key -> seconds for the cases that ran, key -> exception
+    for those whose warm-up (tracing, compilation) or timing failed.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0; got {repeats}, {warmup}.")
+    errors, times = {}, {key: [] for key in cases}
+    for key, (fn, args) in cases.items():
+        try:
+            fn(*args)  # at least one call before timing: tracing and compilation
+            for _ in range(warmup - 1):
+                fn(*args)
+        except Exception as e:  # one failing case must not stop the others
+            errors[key] = e
+    for _ in range(repeats):
+        for key, (fn, args) in cases.items():
+            if key in errors:
+                continue
+            try:
+                start = time.perf_counter()
+                fn(*args)
+                times[key].append(time.perf_counter() - start)
+            except Exception as e:
+                errors[key] = e
+    medians = {key: statistics.median(t) for key, t in times.items() if key not in errors}
+    return medians, errors
+
+
 def record_case(record, measure, describe, log, records, on_record=None):
     """Fills `record` by `measure(record)`, or with the error that stopped it (one failing
     case must not end a long run), then logs it and hands it to `records`/`on_record`."""
