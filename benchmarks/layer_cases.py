@@ -1,10 +1,12 @@
 """Layer benchmarks: each downsampler against `x[:, ::2, ::2]`, LPU against UpSampling2D."""
 
+import functools
+
 import keras
 import numpy as np
 import tensorflow as tf
 
-from benchmarks.timing import median_seconds, record_case
+from benchmarks.timing import interleaved_median_seconds, record_case
 from lps_keras.layers import (
     APSDownsampling2D,
     BlurPool2D,
@@ -77,30 +79,54 @@ def _functions(layer, needs_probs, jit_compile):
 
 
 def run_layer_cases(names, shapes, compilers, warmup, repeats, log, on_record=None):
-    """Times every layer at every shape; returns one record per (layer, shape, compiler, pass)."""
+    """Times every layer at every shape; returns one record per (layer, shape, compiler, pass).
+
+    The layers of one shape and compiler are timed in interleaved rounds (see
+    `interleaved_median_seconds`), so each ratio to its baseline compares like with like.
+    """
     rng = np.random.default_rng(0)
     records = []
     for shape in shapes:
         x = tf.constant(rng.standard_normal(shape, dtype=np.float32))
         probs = tf.one_hot(rng.integers(0, 4, size=shape[0]), 4)
-        for name in names:
-            baseline, factory, needs_probs = LAYERS[name]
-            for compiler in compilers:
-                layer = factory(shape[-1])
-                infer, fwd_bwd = _functions(layer, needs_probs, compiler == "xla")
-                out_shape = (layer(x, probs) if needs_probs else layer(x, training=True)).shape
-                upstream = tf.constant(rng.standard_normal(out_shape, dtype=np.float32))
-                for kind, fn, args in (("inference", infer, (x, probs)),
-                                       ("forward_backward", fwd_bwd, (x, probs, upstream))):
-                    record = {"layer": name, "baseline": baseline, "shape": list(shape),
+        for compiler in compilers:
+            cases, setup_errors = {}, {}
+            for name in names:
+                try:
+                    cases.update(_cases(name, shape[-1], x, probs, compiler, rng))
+                except Exception as e:
+                    setup_errors[name] = e
+            seconds, errors = interleaved_median_seconds(cases, warmup, repeats)
+            for name in names:
+                for kind in PASSES:
+                    record = {"layer": name, "baseline": LAYERS[name][0], "shape": list(shape),
                               "compiler": compiler, "pass": kind}
-
-                    def measure(r, fn=fn, args=args):
-                        r["seconds"] = median_seconds(fn, args, warmup, repeats)
-
+                    error = setup_errors.get(name, errors.get((name, kind)))
+                    measure = functools.partial(_measure, seconds=seconds.get((name, kind)),
+                                                error=error)
                     record_case(record, measure, _describe, log, records, on_record)
     _add_ratios(records, ("shape", "compiler", "pass"), "layer")
     return records
+
+
+PASSES = ("inference", "forward_backward")
+
+
+def _cases(name, channels, x, probs, compiler, rng):
+    """`{(name, pass): (fn, args)}` for one layer: a fresh layer, traced for `compiler`."""
+    _, factory, needs_probs = LAYERS[name]
+    layer = factory(channels)
+    infer, fwd_bwd = _functions(layer, needs_probs, compiler == "xla")
+    out_shape = (layer(x, probs) if needs_probs else layer(x, training=True)).shape
+    upstream = tf.constant(rng.standard_normal(out_shape, dtype=np.float32))
+    return {(name, "inference"): (infer, (x, probs)),
+            (name, "forward_backward"): (fwd_bwd, (x, probs, upstream))}
+
+
+def _measure(r, seconds, error):
+    if error is not None:
+        raise error
+    r["seconds"] = seconds
 
 
 def _describe(r):

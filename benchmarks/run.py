@@ -25,7 +25,8 @@ flags.DEFINE_list("layers", None, "Layer cases (default: all). See benchmarks/la
 flags.DEFINE_list("models", None, "Model cases (default: the four of the benchmark plan).")
 flags.DEFINE_list("modes", None, "Downsampling modes of the model cases (default: all four).")
 flags.DEFINE_list("compilers", ["graph", "xla"], "graph (tf.function) and/or xla (jit_compile).")
-flags.DEFINE_integer("warmup", 2, "Untimed calls before timing (tracing, XLA compilation).")
+flags.DEFINE_integer("warmup", 2, "Untimed calls before timing (tracing, XLA compilation); "
+                     ">= 1.")
 flags.DEFINE_integer("repeats", 7, "Timed calls; the median is reported.")
 flags.DEFINE_bool("tiny", False, "Tiny shapes and one tiny model, for checking the command.")
 flags.DEFINE_string("output", "benchmarks/results/latest.json", "Where to write the JSON.")
@@ -85,8 +86,9 @@ def main(argv):
                             (["tiny"] if FLAGS.tiny else list(DEFAULT_MODELS)),
                             model_cases.MODELS)
     modes = _check_choices("modes", FLAGS.modes or list(model_cases.MODES), model_cases.MODES)
-    if FLAGS.repeats < 1 or FLAGS.warmup < 0:
-        raise app.UsageError("--repeats must be >= 1 and --warmup >= 0.")
+    if FLAGS.repeats < 1 or FLAGS.warmup < 1:
+        raise app.UsageError("--repeats and --warmup must be >= 1 (the first call traces and "
+                             "compiles, so it is never timed).")
     for layer in layers:  # a ratio needs its baseline in the same run
         base = layer_cases.LAYERS[layer][0]
         if base and base not in layers:

@@ -12,20 +12,6 @@ import statistics
 import time
 
 
-def median_seconds(fn, args, warmup, repeats):
-    """Median wall time of `fn(*args)` over `repeats` calls after `warmup` calls."""
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1 and warmup >= 0; got {repeats}, {warmup}.")
-    for _ in range(warmup):
-        fn(*args)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(*args)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def interleaved_median_seconds(cases, warmup, repeats):
     """Median wall time of each `fn(*args)` in `cases` (key -> (fn, args)), timed in rounds
     that call every case once, so slow drifts of the machine (other load, clock changes)
@@ -34,13 +20,13 @@ def interleaved_median_seconds(cases, warmup, repeats):
     Returns `(medians, errors)`: key -> seconds for the cases that ran, key -> exception
     for those whose warm-up (tracing, compilation) or timing failed.
     """
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1 and warmup >= 0; got {repeats}, {warmup}.")
+    if repeats < 1 or warmup < 1:
+        raise ValueError(f"need repeats >= 1 and warmup >= 1 (the first call traces and "
+                         f"compiles); got {repeats}, {warmup}.")
     errors, times = {}, {key: [] for key in cases}
     for key, (fn, args) in cases.items():
         try:
-            fn(*args)  # at least one call before timing: tracing and compilation
-            for _ in range(warmup - 1):
+            for _ in range(warmup):
                 fn(*args)
         except Exception as e:  # one failing case must not stop the others
             errors[key] = e

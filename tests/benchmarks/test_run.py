@@ -20,7 +20,7 @@ def _run(args, tmp_path):
 
 def test_tiny_run_records_every_case_and_the_targets(tmp_path):
     output = tmp_path / "results" / "tiny.json"
-    result = _run(["--tiny", "--repeats=1", "--warmup=0", f"--output={output}"], tmp_path)
+    result = _run(["--tiny", "--repeats=1", "--warmup=1", f"--output={output}"], tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Targets:" in result.stdout
     results = json.loads(output.read_text())

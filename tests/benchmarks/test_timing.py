@@ -32,3 +32,5 @@ def test_interleaved_rounds_call_each_case_and_keep_errors_apart():
 def test_interleaved_rejects_bad_counts():
     with pytest.raises(ValueError, match="repeats >= 1"):
         interleaved_median_seconds({}, warmup=1, repeats=0)
+    with pytest.raises(ValueError, match="warmup >= 1"):  # the first call compiles
+        interleaved_median_seconds({}, warmup=0, repeats=1)
