@@ -17,6 +17,7 @@ from lps_keras.layers import (
 # (batch, height, width, channels) of the input; stride 2 throughout.
 SHAPES = ((64, 32, 32, 64), (16, 56, 56, 256))
 TINY_SHAPES = ((2, 8, 8, 16),)
+PASSES = ("inference", "forward_backward")
 
 
 class StridedSlice(keras.layers.Layer):
@@ -107,9 +108,6 @@ def run_layer_cases(names, shapes, compilers, warmup, repeats, log, on_record=No
                     record_case(record, measure, _describe, log, records, on_record)
     _add_ratios(records, ("shape", "compiler", "pass"), "layer")
     return records
-
-
-PASSES = ("inference", "forward_backward")
 
 
 def _cases(name, channels, x, probs, compiler, rng):

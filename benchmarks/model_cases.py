@@ -111,7 +111,7 @@ def run_model_cases(names, modes, compilers, warmup, repeats, log, on_record=Non
                     record.update(params=built[mode][0].count_params(), macs=built[mode][1])
 
                 measure = functools.partial(
-                    _measure, mode=mode, built=built, build_errors=build_errors,
+                    _measure, mode=mode, build_errors=build_errors,
                     seconds=seconds, errors=errors, steps=steps, batch=batch, data=data)
                 record_case(record, measure, _describe, log, records, on_record)
         built.clear()  # free the models before the next network is built
@@ -119,7 +119,7 @@ def run_model_cases(names, modes, compilers, warmup, repeats, log, on_record=Non
     return records
 
 
-def _measure(r, mode, built, build_errors, seconds, errors, steps, batch, data):
+def _measure(r, mode, build_errors, seconds, errors, steps, batch, data):
     """Fills one record from the interleaved timings (or raises the case's error)."""
     if mode in build_errors:
         raise build_errors[mode]

@@ -45,15 +45,12 @@ def check_targets(layer_records, model_records, train_uses_xla):
     targets = []
 
     # 1. APS inference within 1.5x of the strided slice at every shape, under each compiler.
-    aps = [r for r in layer_records if r["layer"] == "aps" and r["pass"] == "inference"]
-    detail = ", ".join(f"{'x'.join(map(str, r['shape']))} {r['compiler']}: "
-                       f"{_fmt(r.get('ratio'), '.2f')}x" for r in aps)
+    aps = _inference(layer_records, "aps")
+    detail = _ratios(aps)
     met = None if not aps else all(r.get("ratio") is not None and r["ratio"] <= 1.5 for r in aps)
-    floor = [r for r in layer_records if r["layer"] == "input_sum" and r["pass"] == "inference"]
+    floor = _inference(layer_records, "input_sum")
     if floor:
-        detail += "; reading the input once (input_sum) costs " + ", ".join(
-            f"{'x'.join(map(str, r['shape']))} {r['compiler']}: {_fmt(r.get('ratio'), '.2f')}x"
-            for r in floor)
+        detail += "; reading the input once (input_sum) costs " + _ratios(floor)
     targets.append({"name": "APS inference <= 1.5x strided slice", "met": met, "detail": detail})
 
     # 2. resnet18 (CIFAR) aps/lps: time ratio <= 1.15x MAC ratio, training and inference.
@@ -96,6 +93,16 @@ def check_targets(layer_records, model_records, train_uses_xla):
     targets.append({"name": "lps resnet18 (default widths) <= 1.6x MACs of strided",
                     "met": met, "detail": detail})
     return targets
+
+
+def _inference(layer_records, layer):
+    return [r for r in layer_records if r["layer"] == layer and r["pass"] == "inference"]
+
+
+def _ratios(layer_records):
+    """`"64x32x32x64 xla: 1.71x, ..."`: each record's ratio to its baseline."""
+    return ", ".join(f"{'x'.join(map(str, r['shape']))} {r['compiler']}: "
+                     f"{_fmt(r.get('ratio'), '.2f')}x" for r in layer_records)
 
 
 def _xla_train_speedups(model_records):

@@ -7,7 +7,6 @@ clock stops when the work is done.
 
 import ctypes
 import os
-import resource
 import statistics
 import time
 
@@ -102,7 +101,3 @@ def peak_memory_mib(fn, args):
     peak = _status_kib("VmHWM")
     return max(peak - before, 0) / 1024.0
 
-
-def process_peak_mib():
-    """Peak resident memory of this process so far, in MiB (for the run summary)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

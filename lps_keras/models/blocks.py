@@ -17,6 +17,12 @@ from lps_keras.layers._validation import check_choice
 
 DOWNSAMPLING = ("strided", "blurpool", "aps", "lps")
 
+PADDING_MODES = ("circular", "zeros")
+
+# Torch-like BN: the papers' recipes assume momentum 0.1 (Keras 0.9) and eps 1e-5.
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
 # Default LPS scorer width: a quarter of the downsampler's input channels, at least 8. A
 # full-width conv scorer costs as much as the conv it follows (LPS ResNet-18 on CIFAR at 2.1x
 # the strided MACs); a quarter keeps it at 1.5x. Width never affects the invariance.
@@ -37,11 +43,6 @@ def scorer_width(logits_channels, in_channels):
             f"{logits_channels!r}."
         )
     return logits_channels
-PADDING_MODES = ("circular", "zeros")
-
-# Torch-like BN: the papers' recipes assume momentum 0.1 (Keras 0.9) and eps 1e-5.
-BN_MOMENTUM = 0.9
-BN_EPSILON = 1e-5
 
 
 class Builder:
