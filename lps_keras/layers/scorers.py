@@ -40,6 +40,19 @@ class _Scorer(keras.layers.Layer):
             x = pad2d(x, (((k - 1) // 2, k // 2), ((k - 1) // 2, k // 2)), self.padding_mode)
         return conv(x)
 
+    def _conv_then_mean(self, conv, x):
+        """Global mean `[N]` of `conv(pad(x))`, for a bias-free conv with one filter.
+
+        Computed as the pixel mean of `x` times the kernel summed over its taps. This is
+        exact when the conv is 1x1, or when padding is circular: then each tap sees every
+        pixel once. It gives the same logits without a one-filter convolution, which conv
+        backends run slowly. Other paddings still run the conv.
+        """
+        if conv.kernel_size[0] > 1 and self.padding_mode != "circular":
+            return ops.mean(self._apply_conv(conv, x), axis=(1, 2, 3))
+        taps = ops.sum(ops.cast(conv.kernel, x.dtype), axis=(0, 1))  # [C, 1]
+        return ops.matmul(ops.mean(x, axis=(1, 2)), taps)[:, 0]
+
     @staticmethod
     def _flatten(components):
         shape = ops.shape(components)
@@ -77,8 +90,8 @@ class ConvScorer(_Scorer):
     def call(self, components):
         k = components.shape[1]
         x = self._flatten(components)
-        x = self._apply_conv(self.conv2, ops.relu(self._apply_conv(self.conv1, x)))
-        return ops.reshape(ops.mean(x, axis=(1, 2, 3)), (-1, k))
+        x = ops.relu(self._apply_conv(self.conv1, x))
+        return ops.reshape(self._conv_then_mean(self.conv2, x), (-1, k))
 
 
 @keras.saving.register_keras_serializable(package="lps_keras")
@@ -103,8 +116,7 @@ class ConvSkipScorer(_Scorer):
         k = components.shape[1]
         x = self._flatten(components)
         h = self._apply_conv(self.conv2, ops.relu(self._apply_conv(self.conv1, x)))
-        x = self.head(ops.relu(x + h))
-        return ops.reshape(ops.mean(x, axis=(1, 2, 3)), (-1, k))
+        return ops.reshape(self._conv_then_mean(self.head, ops.relu(x + h)), (-1, k))
 
 
 @keras.saving.register_keras_serializable(package="lps_keras")
@@ -120,8 +132,8 @@ class PerceptronScorer(_Scorer):
 
     def call(self, components):
         k = components.shape[1]
-        x = self.conv2(ops.relu(self.conv1(self._flatten(components))))
-        return ops.reshape(ops.mean(x, axis=(1, 2, 3)), (-1, k))
+        x = ops.relu(self.conv1(self._flatten(components)))
+        return ops.reshape(self._conv_then_mean(self.conv2, x), (-1, k))
 
 
 class _SetScorer(_Scorer):
