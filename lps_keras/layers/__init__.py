@@ -5,6 +5,7 @@ from lps_keras.layers.ddac import DDAC2D
 from lps_keras.layers.downsampling import APSDownsampling2D, LPSDownsampling2D
 from lps_keras.layers.lowpass import BlurPool2D, LowPassFilter2D
 from lps_keras.layers.padding import CircularPad2D, circular_pad
+from lps_keras.layers.pooling import InvariantGlobalAveragePooling2D
 from lps_keras.layers.polyphase import (
     phase_permutation,
     polyphase_merge,
@@ -32,6 +33,7 @@ __all__ = [
     "ConvSkipScorer",
     "DDAC2D",
     "GraphScorer",
+    "InvariantGlobalAveragePooling2D",
     "LPSDownsampling2D",
     "LowPassFilter2D",
     "PerceptronScorer",

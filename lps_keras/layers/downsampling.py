@@ -47,6 +47,31 @@ class _PolyphaseDownsampling(keras.layers.Layer):
         if self.antialias_layer is not None:
             self.antialias_layer.build(input_shape)
 
+    def _hard_index(self, scores, scored):
+        """Per-sample index of the best component, ties broken so that a shift cannot
+        change the winner.
+
+        `scores` `[B, K]` (float64) permute exactly with a circular shift of `scored`.
+        Components tied exactly for the best score (e.g. a scorer whose features are all
+        zero, or l1 norms after a blur, which are equal in exact arithmetic) are ranked by
+        a second norm of `scored` (`_TIEBREAK_NORM`), which permutes exactly too. Only
+        components tied in both (e.g. identical ones, as in a constant input) fall back to
+        the lowest index, which a shift can change. The second norm is computed only when
+        some sample has a tie.
+        """
+        best = ops.max(scores, axis=-1, keepdims=True)
+        is_best = ops.equal(scores, best)
+        tied = ops.any(ops.sum(ops.cast(is_best, "int32"), axis=-1) > 1)
+
+        def tiebreak():
+            x = ops.cast(scored, _validation.scoring_dtype(scored.dtype))
+            second = component_norms(x, self.stride, self._tiebreak_norm)
+            return ops.argmax(ops.where(is_best, second, float("-inf")), axis=-1)
+
+        return ops.cond(tied, tiebreak, lambda: ops.argmax(scores, axis=-1))
+
+    _tiebreak_norm = "l2"
+
     def _check_probs(self, probs):
         shape = tuple(probs.shape)
         if len(shape) != 2 or shape[1] != self.num_components:
@@ -107,7 +132,10 @@ class APSDownsampling2D(_PolyphaseDownsampling):
     one with the largest norm. With circular padding upstream and sizes divisible by
     `stride`, `APS(roll(x))` is a circular shift of `APS(x)` on the low-resolution grid.
     Odd sizes are wrap-padded to a multiple of `stride` (usable, but without the guarantee).
-    Norms are computed in float32 under mixed precision.
+    The guarantee is bitwise: norms are summed in float64, so a shift, which changes the
+    order in which pixels are added, never changes which component wins. The one exception
+    is an exact tie (e.g. a constant input), where the lowest index wins and a shift can
+    change which index that is. Per-pixel terms are float32 under mixed precision.
 
     Args:
         stride: int >= 2, the subsampling factor per axis.
@@ -142,13 +170,18 @@ class APSDownsampling2D(_PolyphaseDownsampling):
         self.norm = _validation.check_choice("norm", norm, NORMS)
 
     def component_norms(self, x):
-        """Per-sample norms `[B, stride**2]` of the padded input's components, at least
-        float32 (squared for l2: same argmax)."""
+        """Per-sample norms `[B, stride**2]` of the padded input's components in float64
+        (squared for l2: same argmax). Per-pixel terms are computed in at least float32
+        and summed in float64, so the norms of `roll(x)` permute those of `x` exactly."""
         x = ops.cast(x, _validation.scoring_dtype(x.dtype))
         return component_norms(x, self.stride, self.norm)
 
+    @property
+    def _tiebreak_norm(self):
+        return "l1" if self.norm == "l2" else "l2"
+
     def _select(self, x, training):
-        index = ops.argmax(ops.stop_gradient(self.component_norms(x)), axis=-1)
+        index = self._hard_index(ops.stop_gradient(self.component_norms(x)), x)
         return ops.one_hot(index, self.num_components, dtype=_validation.scoring_dtype(
             x.dtype)), index
 
@@ -170,7 +203,8 @@ class LPSDownsampling2D(_PolyphaseDownsampling):
     exactly shift-equivariant like APS but with a learned criterion. In training the
     selection is relaxed with a Gumbel-softmax (or a plain softmax) at temperature `tau`,
     held in the non-trainable variable `self.tau` so `TemperatureSchedule` can anneal it.
-    Logits, noise and softmax are float32; outputs are in the layer's compute dtype.
+    Logits and softmax are float64 (pooled features and everything after them; see
+    `reductions`), `probs` float32; outputs are in the layer's compute dtype.
 
     Args:
         stride: int >= 2.
@@ -243,29 +277,34 @@ class LPSDownsampling2D(_PolyphaseDownsampling):
         self.scorer.build(self._components_shape(input_shape))
 
     def compute_logits(self, components, training=None):
-        """Scorer logits `[B, stride**2]` (float32, float64 for float64 layers) of split
-        components `[B, stride**2, H/s, W/s, C]` (see `polyphase_split`)."""
+        """Scorer logits `[B, stride**2]` (float64) of split components
+        `[B, stride**2, H/s, W/s, C]` (see `polyphase_split`).
+
+        Per-pixel features run in the scorer's dtype (float32, or float64 for float64
+        layers); the pooling and everything after it run in float64, so the logits of a
+        shifted input are a permutation of the unshifted ones, bit for bit."""
         return self.scorer(components, training=training)
 
     def _select(self, x, training):
         logits = self.compute_logits(polyphase_split(x, self.stride), training=training)
+        probs_dtype = _validation.scoring_dtype(x.dtype)
         tau = ops.cast(self.tau, logits.dtype)
         if not training:
             if self.inference_mode == "argmax":
-                index = ops.argmax(logits, axis=-1)
-                return ops.one_hot(index, self.num_components, dtype=logits.dtype), index
-            return ops.softmax(logits / tau, axis=-1), None
+                index = self._hard_index(logits, x)
+                return ops.one_hot(index, self.num_components, dtype=probs_dtype), index
+            return ops.cast(ops.softmax(logits / tau, axis=-1), probs_dtype), None
         if self.train_mode == "gumbel":
             # Gumbel(0, 1) noise via -log(-log U); U bounded away from 0 and 1.
             u = keras.random.uniform(
-                ops.shape(logits), minval=1e-7, maxval=1.0 - 1e-7, dtype=logits.dtype,
+                ops.shape(logits), minval=1e-7, maxval=1.0 - 1e-7, dtype=probs_dtype,
                 seed=self.seed_generator,
             )
-            logits = logits - ops.log(-ops.log(u))
-        soft = ops.softmax(logits / tau, axis=-1)
+            logits = logits - ops.cast(ops.log(-ops.log(u)), logits.dtype)
+        soft = ops.cast(ops.softmax(logits / tau, axis=-1), probs_dtype)
         if self.hard:
             one_hot = ops.one_hot(ops.argmax(soft, axis=-1), self.num_components,
-                                  dtype=logits.dtype)
+                                  dtype=probs_dtype)
             # Straight-through: forward one-hot, backward the soft gradient.
             return soft + ops.stop_gradient(one_hot - soft), None
         return soft, None

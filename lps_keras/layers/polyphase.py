@@ -8,6 +8,7 @@ to a leading axis so a shared scorer can treat the components as a batch.
 from keras import ops
 
 from lps_keras.layers.padding import circular_pad
+from lps_keras.layers.reductions import SELECTION_DTYPE, invariant_sum
 
 
 def pad_to_multiple(x, stride):
@@ -58,6 +59,11 @@ def component_norms(x, stride, norm):
     Computed on `x` itself, without splitting it: a per-pixel reduction over channels (a
     matrix-vector product for l1/l2, which BLAS and XLA both run fast), then a sum over the
     small `[B, H/s, s, W/s, s]` grid. l2 is returned squared (same argmax, no sqrt).
+
+    Returned in float64: the grid sum adds pixels in an order that a circular shift
+    changes, so it accumulates in float64 (see `reductions`) and the norms of `roll(x)`
+    are a permutation of those of `x`, bit for bit. The per-pixel reduction runs over
+    channels only, in the same order at every pixel.
     """
     s = stride
     shape = ops.shape(x)
@@ -71,8 +77,11 @@ def component_norms(x, stride, norm):
         magnitude = ops.maximum(ops.square(x), 0.0) if norm == "l2" else ops.abs(x)
         per_pixel = ops.matmul(ops.reshape(magnitude, (-1, c)), ops.ones((c, 1), x.dtype))
     grid = ops.reshape(per_pixel, (-1, h // s, s, w // s, s))
-    reduce = ops.max if norm == "linf" else ops.sum
-    return ops.reshape(reduce(grid, axis=(1, 3)), (-1, s * s))
+    if norm == "linf":
+        norms = ops.cast(ops.max(grid, axis=(1, 3)), SELECTION_DTYPE)  # exact in any order
+    else:
+        norms = invariant_sum(grid, axis=(1, 3))
+    return ops.reshape(norms, (-1, s * s))
 
 
 def gather_component(x, stride, index):

@@ -1,22 +1,28 @@
 """Logits models ("scorers") that rate each polyphase component for LPS.
 
-Every scorer maps components `[B, K, h, w, C]` to logits `[B, K]` in float32. Weights are
+Every scorer maps components `[B, K, h, w, C]` to logits `[B, K]` in float64. Weights are
 shared across components, convolutions pad circularly and features are pooled globally, so
 each component's score is invariant to circular shifts of that component; `attention` and
 `graph` mix components only through permutation-equivariant operations. Together this makes
 the logits permute exactly as the components do when the input is shifted.
+
+"Exactly" holds bit for bit: per-pixel features run in float32 (the same arithmetic at
+every pixel), and the global pooling, which a shift makes add pixels in another order, runs
+in float64 together with everything after it (see `reductions`).
 """
 
 import keras
 from keras import ops
 
 from lps_keras.layers.padding import pad2d
+from lps_keras.layers.reductions import SELECTION_DTYPE, invariant_mean, set_softmax, set_sum
 
 SCORERS = ("conv", "conv_skip", "attention", "attention_bn", "graph", "perceptron")
 
 
 class _Scorer(keras.layers.Layer):
-    """Base: runs per-component layers on `[B*K, h, w, C]` in float32 (or float64)."""
+    """Base: runs per-component layers on `[B*K, h, w, C]` in float32 (or float64), then
+    pools and scores in float64."""
 
     def __init__(self, hidden_channels=None, padding_mode="circular", **kwargs):
         kwargs.setdefault("dtype", "float32")  # logits in float32 under mixed precision
@@ -41,7 +47,7 @@ class _Scorer(keras.layers.Layer):
         return conv(x)
 
     def _conv_then_mean(self, conv, x):
-        """Global mean `[N]` of `conv(pad(x))`, for a bias-free conv with one filter.
+        """Global mean `[N]` (float64) of `conv(pad(x))`, for a bias-free one-filter conv.
 
         Computed as the pixel mean of `x` times the kernel summed over its taps. This is
         exact when the conv is 1x1, or when padding is circular: then each tap sees every
@@ -49,9 +55,17 @@ class _Scorer(keras.layers.Layer):
         backends run slowly. Other paddings still run the conv.
         """
         if conv.kernel_size[0] > 1 and self.padding_mode != "circular":
-            return ops.mean(self._apply_conv(conv, x), axis=(1, 2, 3))
-        taps = ops.sum(ops.cast(conv.kernel, x.dtype), axis=(0, 1))  # [C, 1]
-        return ops.matmul(ops.mean(x, axis=(1, 2)), taps)[:, 0]
+            return invariant_mean(self._apply_conv(conv, x), axis=(1, 2, 3))
+        taps = ops.sum(ops.cast(conv.kernel, SELECTION_DTYPE), axis=(0, 1))  # [C, 1]
+        return ops.matmul(invariant_mean(x, axis=(1, 2)), taps)[:, 0]
+
+    @staticmethod
+    def _dense(layer, x):
+        """`layer(x)` for a Dense layer, in float64 (its weights cast up)."""
+        y = ops.matmul(x, ops.cast(layer.kernel, SELECTION_DTYPE))
+        if layer.use_bias:
+            y = y + ops.cast(layer.bias, SELECTION_DTYPE)
+        return y
 
     @staticmethod
     def _flatten(components):
@@ -157,7 +171,7 @@ class _SetScorer(_Scorer):
         x = self._apply_conv(self.embed, self._flatten(components))
         if self.use_batch_norm:
             x = self.embed_norm(x, training=training)
-        x = ops.mean(ops.relu(x), axis=(1, 2))
+        x = invariant_mean(ops.relu(x), axis=(1, 2))
         return ops.reshape(x, (-1, k, x.shape[-1]))
 
 
@@ -181,10 +195,11 @@ class AttentionScorer(_SetScorer):
 
     def call(self, components, training=None):
         e = self._embed(components, training)
-        scores = ops.einsum("bqd,bkd->bqk", self.query(e), self.key(e))
-        attn = ops.softmax(scores / ops.sqrt(float(e.shape[-1])), axis=-1)
-        h = e + ops.einsum("bqk,bkd->bqd", attn, self.value(e))
-        return ops.squeeze(self.head(ops.relu(h)), axis=-1)
+        scores = ops.einsum("bqd,bkd->bqk", self._dense(self.query, e), self._dense(self.key, e))
+        attn = set_softmax(scores / float(e.shape[-1]) ** 0.5, axis=-1)
+        # Sum over the components k in an order a shift cannot change.
+        h = e + set_sum(attn[:, :, :, None] * self._dense(self.value, e)[:, None], axis=2)
+        return ops.squeeze(self._dense(self.head, ops.relu(h)), axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="lps_keras")
@@ -214,9 +229,9 @@ class GraphScorer(_SetScorer):
     def call(self, components, training=None):
         e = self._embed(components, training)
         k = e.shape[1]
-        others = (ops.sum(e, axis=1, keepdims=True) - e) / float(max(k - 1, 1))
-        h = ops.relu(self.self_update(e) + self.message(others))
-        return ops.squeeze(self.head(h), axis=-1)
+        others = (set_sum(e, axis=1, keepdims=True) - e) / float(max(k - 1, 1))
+        h = ops.relu(self._dense(self.self_update, e) + self._dense(self.message, others))
+        return ops.squeeze(self._dense(self.head, h), axis=-1)
 
 
 _BY_NAME = {

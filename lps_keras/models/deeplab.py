@@ -2,7 +2,7 @@
 
 import keras
 
-from lps_keras.layers import PolyphaseUpsampling2D
+from lps_keras.layers import InvariantGlobalAveragePooling2D, PolyphaseUpsampling2D
 from lps_keras.models.blocks import Builder
 from lps_keras.models.resnet import resnet_features
 
@@ -62,7 +62,7 @@ def _aspp(b, x, rates, filters, name):
     for rate in rates:
         # Circular wrap padding of width `rate`, also when wider than the feature map.
         branches.append(b.conv_bn_relu(x, filters, 3, f"{name}_rate{rate}", dilation=rate))
-    pooled = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(x)
+    pooled = InvariantGlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(x)
     pooled = b.conv_bn_relu(pooled, filters, 1, f"{name}_pool_proj")
     pooled = SpatialBroadcast(name=f"{name}_pool_broadcast")(pooled, branches[0])
     branches.append(pooled)

@@ -9,6 +9,7 @@ at inference.
 
 import keras
 
+from lps_keras.layers.pooling import InvariantGlobalAveragePooling2D
 from lps_keras.models.blocks import Builder, basic_block, bottleneck_block, scorer_width
 
 # depth: (block kind, blocks per stage, stage widths)
@@ -169,7 +170,7 @@ def resnet(depth, num_classes=1000, input_shape=None, stem="imagenet", downsampl
                               logits_channels, logits_model, lps_kwargs, sync_bn,
                               score_unfiltered=score_unfiltered)
     if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = InvariantGlobalAveragePooling2D(name="avg_pool")(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name="dropout")(x)
         x = keras.layers.Dense(num_classes, name="logits")(x)

@@ -1,0 +1,57 @@
+"""Sums and means whose result does not depend on the order of their terms.
+
+A circular shift of the input permutes the pixels of every feature map (and the polyphase
+components with them). Float addition is not associative, so a float32 sum over pixels
+computed after a shift adds the same terms in another order and can differ in its last
+bits. Two components whose scores differ by less than that (near-ties happen at random
+initialisation) can then swap ranks, and the selection stops commuting with the shift.
+
+Every reduction on the way to a selection, and the global pool of a classifier, therefore
+accumulates here in float64. A float32 term has a 24-bit significand; float64 keeps 53, so
+the float64 sums of two orderings of the same float32 terms agree to about 1e-16 relative.
+Scores are then compared in float64 (`SELECTION_DTYPE`), where such differences never
+decide a ranking short of an exact mathematical tie, and values cast back to float32 (a
+pooled feature) come out bitwise equal unless the float64 sums straddle a float32
+rounding boundary (a chance of order 1e-9 per value).
+
+Sums over the few polyphase components (in the `attention` and `graph` scorers) add the
+terms in sorted order instead (`set_sum`): exactly order-free at negligible cost.
+
+What this cannot fix: an exact tie (a constant image, an all-zero feature map, identical
+components) has no winner; argmax then takes the lowest index, and a shift can change which
+index that is.
+
+Float64 inputs are summed in float64 as they are: there is no wider type to accumulate in.
+"""
+
+from keras import ops
+
+SELECTION_DTYPE = "float64"
+
+
+def invariant_sum(x, axis=None, keepdims=False):
+    """`sum(x, axis)` accumulated in float64; returns float64."""
+    return ops.sum(ops.cast(x, SELECTION_DTYPE), axis=axis, keepdims=keepdims)
+
+
+def invariant_mean(x, axis=None, keepdims=False):
+    """`mean(x, axis)` accumulated in float64; returns float64."""
+    return ops.mean(ops.cast(x, SELECTION_DTYPE), axis=axis, keepdims=keepdims)
+
+
+def set_sum(x, axis, keepdims=False):
+    """Sum over a short axis (the polyphase components) that is exactly order-free.
+
+    The terms are sorted along `axis` first, so any permutation of them gives the same
+    result, bit for bit, in any dtype. Sorting costs little for the 4 or 9 components that
+    set-mixing scorers sum over; use `invariant_sum` for long (pixel) axes.
+    """
+    x = ops.moveaxis(x, axis, -1)
+    total = ops.sum(ops.sort(x, axis=-1), axis=-1)
+    return ops.expand_dims(total, axis) if keepdims else total
+
+
+def set_softmax(logits, axis=-1):
+    """Softmax over a short axis whose normaliser is a `set_sum` (exactly order-free)."""
+    e = ops.exp(logits - ops.max(logits, axis=axis, keepdims=True))
+    return e / set_sum(e, axis=axis, keepdims=True)
