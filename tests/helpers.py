@@ -148,3 +148,34 @@ def calibrate_batchnorm(model, x):
     model(x, training=True)
     for layer, momentum in zip(norms, saved, strict=True):
         layer.momentum = momentum
+
+
+def natural_images(num, size, channels, seed):
+    """Photo-like float32 images in [0, 1]: half 1/f noise, half smoothed synthetic shapes.
+
+    Natural images have a power spectrum falling off as 1/f^2, so neighbouring pixels, and
+    with them the polyphase components, are nearly equal. That is where near-ties between
+    component scores, and any dependence on summation order, show up; white noise hides it.
+    """
+    from lps_keras.data.synthetic import make_synthetic_shapes
+
+    rng = np.random.default_rng(seed)
+    n_noise = num - num // 2
+    f = np.fft.fftfreq(size)
+    radius = np.sqrt(f[:, None] ** 2 + f[None, :] ** 2)
+    radius[0, 0] = 1.0
+    amplitude = 1.0 / radius
+    amplitude[0, 0] = 0.0
+    spectrum = (rng.normal(size=(n_noise, size, size, channels))
+                + 1j * rng.normal(size=(n_noise, size, size, channels)))
+    noise = np.real(np.fft.ifft2(spectrum * amplitude[None, :, :, None], axes=(1, 2)))
+    noise = (noise - noise.mean((1, 2, 3), keepdims=True)) / noise.std((1, 2, 3), keepdims=True)
+    noise = np.clip(0.5 + 0.2 * noise, 0.0, 1.0)
+
+    shapes = make_synthetic_shapes(num // 2, size, seed=seed)[0].astype(np.float32) / 255.0
+    for axis in (1, 2):  # circular binomial blur [1, 4, 6, 4, 1] / 16
+        shapes = sum(w * np.roll(shapes, i - 2, axis)
+                     for i, w in enumerate((1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16)))
+    reps = -(-channels // 3)
+    shapes = np.concatenate([shapes] * reps, axis=-1)[..., :channels]
+    return np.concatenate([noise, shapes]).astype(np.float32)
