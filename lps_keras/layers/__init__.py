@@ -5,12 +5,12 @@ from lps_keras.layers.ddac import DDAC2D
 from lps_keras.layers.downsampling import APSDownsampling2D, LPSDownsampling2D
 from lps_keras.layers.lowpass import BlurPool2D, LowPassFilter2D
 from lps_keras.layers.padding import CircularPad2D, circular_pad
-from lps_keras.layers.pooling import InvariantGlobalAveragePooling2D
 from lps_keras.layers.polyphase import (
     phase_permutation,
     polyphase_merge,
     polyphase_split,
 )
+from lps_keras.layers.pooling import InvariantGlobalAveragePooling2D
 from lps_keras.layers.scorers import (
     SCORERS,
     AttentionBNScorer,
