@@ -47,6 +47,8 @@ class _PolyphaseDownsampling(keras.layers.Layer):
         if self.antialias_layer is not None:
             self.antialias_layer.build(input_shape)
 
+    _tiebreak_norm = "l2"  # ranks components tied for the best score
+
     def _hard_index(self, scores, scored):
         """Per-sample index of the best component, ties broken so that a shift cannot
         change the winner.
@@ -54,7 +56,7 @@ class _PolyphaseDownsampling(keras.layers.Layer):
         `scores` `[B, K]` (float64) permute exactly with a circular shift of `scored`.
         Components tied exactly for the best score (e.g. a scorer whose features are all
         zero, or l1 norms after a blur, which are equal in exact arithmetic) are ranked by
-        a second norm of `scored` (`_TIEBREAK_NORM`), which permutes exactly too. Only
+        a second norm of `scored` (`_tiebreak_norm`), which permutes exactly too. Only
         components tied in both (e.g. identical ones, as in a constant input) fall back to
         the lowest index, which a shift can change. The second norm is computed only when
         some sample has a tie.
@@ -69,8 +71,6 @@ class _PolyphaseDownsampling(keras.layers.Layer):
             return ops.argmax(ops.where(is_best, second, float("-inf")), axis=-1)
 
         return ops.cond(tied, tiebreak, lambda: ops.argmax(scores, axis=-1))
-
-    _tiebreak_norm = "l2"
 
     def _check_probs(self, probs):
         shape = tuple(probs.shape)
@@ -133,9 +133,10 @@ class APSDownsampling2D(_PolyphaseDownsampling):
     `stride`, `APS(roll(x))` is a circular shift of `APS(x)` on the low-resolution grid.
     Odd sizes are wrap-padded to a multiple of `stride` (usable, but without the guarantee).
     The guarantee is bitwise: norms are summed in float64, so a shift, which changes the
-    order in which pixels are added, never changes which component wins. The one exception
-    is an exact tie (e.g. a constant input), where the lowest index wins and a shift can
-    change which index that is. Per-pixel terms are float32 under mixed precision.
+    order in which pixels are added, never changes which component wins, and components
+    tied exactly are ranked by a second norm (l1 for `norm="l2"`, l2 otherwise). The one
+    exception: components tied in both (e.g. a constant input) go to the lowest index,
+    which a shift can change. Per-pixel terms are float32 under mixed precision.
 
     Args:
         stride: int >= 2, the subsampling factor per axis.
@@ -204,7 +205,10 @@ class LPSDownsampling2D(_PolyphaseDownsampling):
     selection is relaxed with a Gumbel-softmax (or a plain softmax) at temperature `tau`,
     held in the non-trainable variable `self.tau` so `TemperatureSchedule` can anneal it.
     Logits and softmax are float64 (pooled features and everything after them; see
-    `reductions`), `probs` float32; outputs are in the layer's compute dtype.
+    `reductions`), `probs` float32; outputs are in the layer's compute dtype. At inference
+    the argmax commutes with circular shifts bit for bit; components tied exactly for the
+    best logit are ranked by the l2 norm of the scored input, and only components tied in
+    both (e.g. a constant input) go to the lowest index, which a shift can change.
 
     Args:
         stride: int >= 2.
