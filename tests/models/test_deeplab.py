@@ -4,7 +4,7 @@ import pytest
 
 from lps_keras.layers import PolyphaseUpsampling2D
 from lps_keras.models import deeplabv3plus
-from tests.helpers import serve_in_fresh_process, to_numpy
+from tests.helpers import calibrate_batchnorm, natural_images, serve_in_fresh_process, to_numpy
 
 SMALL = {"num_classes": 5, "input_shape": (64, 64, 3), "logits_channels": 8,
          "aspp_filters": 16, "decoder_filters": 16, "low_level_filters": 8}
@@ -81,3 +81,19 @@ def test_lps_segmenter_round_trips(tmp_path):
     model.export(str(tmp_path / "segmenter"), verbose=False)
     (served,) = serve_in_fresh_process(tmp_path / "segmenter", x, tmp_path)
     np.testing.assert_allclose(served, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("downsampling", ["lps", "aps"])
+def test_float32_segmentation_is_bitwise_equivariant(downsampling):
+    # Every selection follows the shift and the ASPP image pool accumulates in float64, so
+    # the logits of a shifted image are the shifted logits, compared with `==`.
+    model = deeplabv3plus("resnet18", downsampling=downsampling, upsampling="lpu",
+                          output_stride=16, **SMALL)
+    x = natural_images(4, 64, 3, seed=2)
+    calibrate_batchnorm(model, x)
+    shifts = [(1, 0), (0, 1), (3, 5), (-7, 2), (16, 9), (31, -13)]
+    batch = np.concatenate([x] + [np.roll(x, s, (1, 2)) for s in shifts])
+    out = to_numpy(model(batch, training=False)).reshape((len(shifts) + 1,) + x.shape[:3] + (5,))
+    assert out.dtype == np.float32 and np.ptp(out[0]) > 1e-3
+    for n, shift in enumerate(shifts, start=1):
+        assert np.array_equal(out[n], np.roll(out[0], shift, (1, 2))), shift
