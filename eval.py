@@ -34,15 +34,15 @@ flags.DEFINE_string("data_dir", None, "Dataset location (default: the run's conf
 flags.DEFINE_string("split", None, "Split to evaluate (default: the run's eval split, or "
                     "test).")
 flags.DEFINE_integer("num_examples", 0, "Evaluate on the first N examples (0: the run's "
-                     "eval size, or the whole split).")
+                     "eval size, or the whole split).", lower_bound=0)
 flags.DEFINE_integer("max_shift", None, "Largest shift (default: the run's config; else 3 "
-                     "CIFAR protocol, 32 ImageNet protocol and segmentation).")
+                     "CIFAR protocol, 32 ImageNet protocol and segmentation).", lower_bound=0)
 flags.DEFINE_enum("protocol", None, ["cifar", "imagenet"],
                   "Consistency protocol (default: the dataset's).")
 flags.DEFINE_integer("batch_size", None, "Images per forward pass (default: the run's eval "
-                     "batch size, else 128); does not change the results.")
+                     "batch size, else 128); does not change the results.", lower_bound=1)
 flags.DEFINE_integer("seed", None, "Seed of every shift draw (default: the run's seed, "
-                     "else 0).")
+                     "else 0).", lower_bound=0)
 flags.DEFINE_string("output_dir", None, "Where to write results (default: <run_dir>/eval "
                     "for a run directory, else ./eval/<model label>).")
 flags.mark_flag_as_required("model")
@@ -141,6 +141,8 @@ def main(argv):
                           max_shift=max_shift, baseline=baseline, log=log, **settings)
     except (DatasetNotFoundError, CorruptDatasetError) as e:
         raise app.UsageError(f"--dataset={dataset} (--data_dir): {e}") from None
+    except ValueError as e:  # settings the protocols reject, e.g. --protocol vs image size
+        raise app.UsageError(f"Cannot evaluate {dataset} with these settings: {e}") from None
 
     os.makedirs(out, exist_ok=True)
     json_path = os.path.join(out, f"eval_{eval_mode}.json")
