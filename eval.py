@@ -1,34 +1,72 @@
 """Evaluate a trained model: accuracy, shift consistency, segmentation mIoU and mASSC.
 
-    python eval.py --model=runs/synthetic_shapes_resnet20_lps --eval_mode=shift_consistency
-    python eval.py --model=saved_models/cifar10_resnet18_lps/1 --dataset=cifar10 \
-        --baseline=saved_models/cifar10_resnet18_strided/1 --eval_mode=shift_consistency
+    python eval.py --model=runs/synthetic_shapes_resnet20_lps
+    python eval.py --model=saved_models/cifar10_resnet18_lps/1 \
+        --baseline=saved_models/cifar10_resnet18_strided/1
 
 `--model` is a run directory (from train.py), a `.keras` file or a SavedModel directory.
-Writes `<output_dir>/eval_<mode>.json` and, for shift consistency, a PNG plot.
+The dataset, split, number of images, seed, batch size and shift range default to the
+run's config (`config.json`); for a SavedModel the dataset comes from its
+`export_metadata.json`. The mode defaults to the dataset's task: `shift_consistency` for
+classification, `segmentation` for segmentation. A run directory is scored exactly as
+train.py scored it in `results.json`.
+
+Writes `eval_<mode>.json` (every metric in percent, 0-100), and a PNG (consistency against
+shift size, or segmentation examples) into `--output_dir`; default `<run_dir>/eval` for a
+run directory, otherwise `./eval/<model label>`. Nothing is ever written into a
+SavedModel directory.
 """
 
 import json
 import os
+import sys
+import time
 
 from absl import app, flags
 
 flags.DEFINE_string("model", None, "Run directory, .keras file or SavedModel directory.")
 flags.DEFINE_string("baseline", None, "Optional second model to compare (same forms).")
-flags.DEFINE_enum("eval_mode", "shift_consistency",
-                  ["class_accuracy", "shift_consistency", "segmentation"], "What to measure.")
-flags.DEFINE_string("dataset", None, "Dataset name (default: the run's config).")
+flags.DEFINE_enum("eval_mode", None, ["class_accuracy", "shift_consistency", "segmentation"],
+                  "What to measure (default: from the dataset's task).")
+flags.DEFINE_string("dataset", None, "Dataset name (default: the run's config or the "
+                    "SavedModel's export_metadata.json).")
 flags.DEFINE_string("data_dir", None, "Dataset location (default: the run's config).")
-flags.DEFINE_string("split", None, "Split to evaluate (default: the run's eval split).")
-flags.DEFINE_integer("num_examples", 0, "Evaluate on the first N examples (0: all).")
-flags.DEFINE_integer("max_shift", None, "Largest shift (default: 3 CIFAR, 32 ImageNet/seg).")
+flags.DEFINE_string("split", None, "Split to evaluate (default: the run's eval split, or "
+                    "test).")
+flags.DEFINE_integer("num_examples", 0, "Evaluate on the first N examples (0: the run's "
+                     "eval size, or the whole split).", lower_bound=0)
+flags.DEFINE_integer("max_shift", None, "Largest shift (default: the run's config; else 3 "
+                     "CIFAR protocol, 32 ImageNet protocol and segmentation).", lower_bound=0)
 flags.DEFINE_enum("protocol", None, ["cifar", "imagenet"],
-                  "Consistency protocol (default: imagenet for ImageNet-family data).")
-flags.DEFINE_integer("batch_size", 64, "Images per model call.")
-flags.DEFINE_integer("seed", 0, "Seed of every shift draw.")
-flags.DEFINE_string("output_dir", None, "Where to write results (default: next to --model).")
+                  "Consistency protocol (default: the dataset's).")
+flags.DEFINE_integer("batch_size", None, "Images per forward pass (default: the run's eval "
+                     "batch size, else 128); does not change the results.", lower_bound=1)
+flags.DEFINE_integer("seed", None, "Seed of every shift draw (default: the run's seed, "
+                     "else 0).", lower_bound=0)
+flags.DEFINE_string("output_dir", None, "Where to write results (default: <run_dir>/eval "
+                    "for a run directory, else ./eval/<model label>).")
 flags.mark_flag_as_required("model")
 FLAGS = flags.FLAGS
+
+
+def _load(path, what):
+    from lps_keras.evaluation import LoadedModel
+
+    try:
+        return LoadedModel(path)
+    except FileNotFoundError as e:
+        raise app.UsageError(f"--{what}: {e}") from None
+
+
+def _inside_savedmodel(path):
+    path = os.path.abspath(path)
+    while True:
+        if os.path.exists(os.path.join(path, "saved_model.pb")):
+            return path
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
 
 
 def main(argv):
@@ -36,40 +74,104 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from lps_keras.data import dataset_info
-    from lps_keras.evaluation import LoadedModel, evaluate, plot_consistency
+    from lps_keras.data.errors import CorruptDatasetError, DatasetNotFoundError
+    from lps_keras.evaluation import (default_eval_mode, default_output_dir, evaluate,
+                                      plot_consistency, plot_segmentation_examples,
+                                      settings_from_config, summary)
+    from lps_keras.evaluation.loading import load_arrays
 
-    probe = LoadedModel(FLAGS.model)
-    config = probe.config or {}
-    dataset = FLAGS.dataset or config.get("data", {}).get("name")
+    start = time.time()
+    model = _load(FLAGS.model, "model")
+    baseline = _load(FLAGS.baseline, "baseline") if FLAGS.baseline else None
+    dataset = FLAGS.dataset or model.dataset
     if not dataset:
-        raise app.UsageError("--dataset is required when --model is not a run directory.")
-    info = dataset_info(dataset)
-    model = LoadedModel(FLAGS.model, info.mean, info.std)
-    baseline = LoadedModel(FLAGS.baseline, info.mean, info.std) if FLAGS.baseline else None
+        raise app.UsageError(
+            f"--dataset is required: {model.path} names no dataset (no config.json beside "
+            "it, and no 'dataset' in an export_metadata.json). Pass e.g. "
+            "--dataset=synthetic_shapes.")
+    try:
+        info = dataset_info(dataset)
+    except ValueError as e:
+        raise app.UsageError(f"--dataset: {e}") from None
+    for m in (model, baseline):
+        if m is None:
+            continue
+        m.normalise_with(info.mean, info.std)
+        if m.task and m.task != info.task:
+            raise app.UsageError(
+                f"{m.path} is a {m.task} model but {dataset} is a {info.task} dataset; "
+                "pass the --dataset it was trained on.")
+    eval_mode = FLAGS.eval_mode or default_eval_mode(info.task)
+    if (eval_mode == "segmentation") != (info.task == "segmentation"):
+        raise app.UsageError(
+            f"--eval_mode={eval_mode} does not fit {dataset}, a {info.task} dataset; use "
+            f"--eval_mode={default_eval_mode(info.task)} (or leave --eval_mode out).")
     if baseline is not None and baseline.name == model.name:
         baseline.name += " (baseline)"
-    protocol = FLAGS.protocol or ("imagenet" if dataset in ("imagenet", "imagenette",
-                                                            "image_folder") else "cifar")
-    split = FLAGS.split or config.get("eval", {}).get("split") or "test"
-    result = evaluate(
-        model, FLAGS.eval_mode, dataset, split=split,
-        data_dir=FLAGS.data_dir or config.get("data", {}).get("data_dir") or None,
-        num_examples=FLAGS.num_examples or None, seed=FLAGS.seed,
-        batch_size=FLAGS.batch_size, protocol=protocol, max_shift=FLAGS.max_shift,
-        baseline=baseline)
-    out = FLAGS.output_dir or (FLAGS.model if os.path.isdir(FLAGS.model)
-                               else os.path.dirname(os.path.abspath(FLAGS.model)))
+
+    # The run's own evaluation settings, when the run was on this dataset.
+    run = settings_from_config(model.config) if model.config else {}
+    if run.get("dataset") != dataset:
+        run = {}
+    max_shift = FLAGS.max_shift
+    if max_shift is None:
+        max_shift = run.get("seg_max_shift" if info.task == "segmentation" else "max_shift")
+    settings = dict(
+        split=FLAGS.split or run.get("split") or "test",
+        data_dir=FLAGS.data_dir or run.get("data_dir"),
+        num_examples=FLAGS.num_examples or run.get("num_examples"),
+        seed=FLAGS.seed if FLAGS.seed is not None else run.get("seed", 0),
+        batch_size=FLAGS.batch_size or run.get("batch_size") or 128,
+        image_size=run.get("image_size"), crop_size=run.get("crop_size"),
+        source=run.get("source", "auto"))
+    if settings["split"] not in info.splits:
+        raise app.UsageError(f"--split={settings['split']} is not a split of {dataset}; "
+                             f"valid: {', '.join(info.splits)}.")
+    out = os.path.abspath(FLAGS.output_dir or default_output_dir(model))
+    savedmodel = _inside_savedmodel(out)
+    if savedmodel:
+        raise app.UsageError(f"--output_dir {out} is inside the SavedModel {savedmodel}; a "
+                             "server may be loading it. Pass a directory outside it.")
+
+    print(f"Evaluating {model.name}" + (f" and {baseline.name}" if baseline else "")
+          + f" on {dataset} {settings['split']} ({eval_mode})", flush=True)
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    try:
+        result = evaluate(model, eval_mode, dataset, protocol=FLAGS.protocol,
+                          max_shift=max_shift, baseline=baseline, log=log, **settings)
+    except (DatasetNotFoundError, CorruptDatasetError) as e:
+        raise app.UsageError(f"--dataset={dataset} (--data_dir): {e}") from None
+    except ValueError as e:  # settings the protocols reject, e.g. --protocol vs image size
+        raise app.UsageError(f"Cannot evaluate {dataset} with these settings: {e}") from None
+
     os.makedirs(out, exist_ok=True)
-    json_path = os.path.join(out, f"eval_{FLAGS.eval_mode}.json")
+    json_path = os.path.join(out, f"eval_{eval_mode}.json")
+    written = [json_path]
+    if eval_mode == "shift_consistency":
+        written.append(plot_consistency(result, os.path.join(out, "shift_consistency.png")))
+    elif eval_mode == "segmentation":
+        images, masks = load_arrays(
+            dataset, settings["split"], settings["data_dir"], num_examples=4,
+            seed=settings["seed"], image_size=settings["image_size"],
+            crop_size=settings["crop_size"], source=settings["source"])
+        for m in [model] + ([baseline] if baseline else []):
+            name = "segmentation_examples.png" if m is model else \
+                "segmentation_examples_baseline.png"
+            written.append(plot_segmentation_examples(
+                m, images, masks, os.path.join(out, name), num_classes=info.num_classes,
+                ignore_index=info.ignore_index, class_names=info.class_names))
     with open(json_path, "w") as f:
         json.dump(result, f, indent=2)
-    if FLAGS.eval_mode == "shift_consistency":
-        result["plot"] = plot_consistency(result, os.path.join(out, "shift_consistency.png"))
+    print(f"\n{dataset} {settings['split']} ({result['num_examples']} images), "
+          f"{time.time() - start:.1f} s:")
     for name, entry in result["models"].items():
-        summary = ", ".join(f"{k} {v:.2f}%" for k, v in entry.items()
-                            if isinstance(v, float))
-        print(f"{name}: {summary}")
-    print(f"Results written to {json_path}")
+        print(f"  {name}: {summary(entry)}")
+        if "per_class_iou" in entry:
+            print("    IoU per class: " + ", ".join(
+                f"{k} {'n/a' if v is None else f'{v:.1f}%'}"
+                for k, v in entry["per_class_iou"].items()))
+    print("Written: " + ", ".join(written))
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ METADATA_FILENAME = "export_metadata.json"
 
 def export_saved_model(model, export_dir, *, name=None, version=None, task="auto", mean=None,
                        std=None, input_scale=255.0, image_size=None, class_names=None,
-                       overwrite=False):
+                       dataset=None, overwrite=False):
     """Exports `model` as a versioned TF Serving SavedModel that takes raw images.
 
     The SavedModel has two signatures with one input named `images`:
@@ -65,7 +65,8 @@ def export_saved_model(model, export_dir, *, name=None, version=None, task="auto
       `[B, H, W]`, the argmax over classes).
 
     Next to `saved_model.pb` the version directory holds `export_metadata.json` with the
-    task, class names, preprocessing, served image size, signatures and library versions.
+    task, class names, dataset name, preprocessing, served image size, signatures and
+    library versions.
 
     Args:
         model: A built single-input, single-output Keras model (functional or Sequential)
@@ -89,6 +90,9 @@ def export_saved_model(model, export_dir, *, name=None, version=None, task="auto
             served size of a model built with `input_shape=(None, None, 3)`. For a model
             with a fixed size it must be None or equal that size.
         class_names: Optional sequence of `C` strings, stored in the metadata.
+        dataset: Optional name of the dataset the model was trained on (an
+            `lps_keras.data` name such as `"cifar10"`), stored in the metadata as
+            `"dataset"`; `eval.py` evaluates on it by default.
         overwrite: If False (default), an existing `version` raises `FileExistsError`. If
             True, it is replaced: the old directory is renamed aside, the new one renamed
             in, then the old one deleted.
@@ -131,6 +135,8 @@ def export_saved_model(model, export_dir, *, name=None, version=None, task="auto
         raise ValueError(f"`std` must be positive; got {std}.")
     input_scale = _positive_number(input_scale, "input_scale")
     class_names = _check_class_names(class_names, num_classes)
+    if dataset is not None and (not isinstance(dataset, str) or not dataset):
+        raise ValueError(f"`dataset` must be a non-empty string or None; got {dataset!r}.")
     overwrite = bool(overwrite)
 
     name = _check_name(model.name if name is None else name)
@@ -157,7 +163,7 @@ def export_saved_model(model, export_dir, *, name=None, version=None, task="auto
             options=tf.saved_model.SaveOptions(experimental_custom_gradients=False),
         )
         metadata = _metadata(model, name, version, task, num_classes, class_names, mean, std,
-                             input_scale, served_hw, output_shape)
+                             input_scale, served_hw, output_shape, dataset)
         with open(os.path.join(tmp_dir, METADATA_FILENAME), "w", encoding="utf-8") as f:
             json.dump(metadata, f, indent=2)
             f.write("\n")
@@ -392,7 +398,7 @@ def _check_image_shape(images, spatial):
 
 
 def _metadata(model, name, version, task, num_classes, class_names, mean, std, input_scale,
-              served_hw, output_shape):
+              served_hw, output_shape, dataset=None):
     import lps_keras  # late: lps_keras/__init__ may grow to import this module
 
     input_shape = [None, *served_hw, 3]
@@ -420,6 +426,7 @@ def _metadata(model, name, version, task, num_classes, class_names, mean, std, i
         "task": task,
         "num_classes": int(num_classes),
         "class_names": class_names,
+        "dataset": dataset,
         "image_size": list(served_hw),
         "preprocessing": {
             "formula": "(cast(images, float32) / input_scale - mean) / std",

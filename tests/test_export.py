@@ -125,7 +125,8 @@ def _export_and_start_checks(root, procs):
                           downsampling="lps")
     calibrate_batchnorm(classifier, _normalise(_uint8_images(rng, (8, 32, 32, 3))))
     classifier_dir = export_saved_model(classifier, root / "models", name="cifar",
-                                        mean=CIFAR_MEAN, std=CIFAR_STD, class_names=CLASSES)
+                                        mean=CIFAR_MEAN, std=CIFAR_STD, class_names=CLASSES,
+                                        dataset="cifar10")
     cli = _cli()
     if cli is not None:
         np.save(root / "cli_input.npy", np.zeros((2, 32, 32, 3), np.uint8))
@@ -196,7 +197,7 @@ def test_metadata_describes_the_export(exported):
         meta = json.load(f)
     assert meta["task"] == "classification" and meta["version"] == 1
     assert meta["num_classes"] == 10 and meta["class_names"] == CLASSES
-    assert meta["image_size"] == [32, 32]
+    assert meta["image_size"] == [32, 32] and meta["dataset"] == "cifar10"
     assert meta["preprocessing"]["mean"] == list(CIFAR_MEAN)
     assert meta["preprocessing"]["std"] == list(CIFAR_STD)
     assert meta["preprocessing"]["input_scale"] == 255.0
@@ -205,6 +206,7 @@ def test_metadata_describes_the_export(exported):
     with open(os.path.join(exported["segmenter_dir"], METADATA_FILENAME)) as f:
         seg = json.load(f)
     assert seg["task"] == "segmentation" and seg["image_size"] == [None, None]
+    assert seg["dataset"] is None  # not given
     assert set(seg["signatures"]["serving_default"]["outputs"]) == {"logits", "masks"}
 
 

@@ -59,6 +59,10 @@ class DatasetInfo:
         default_augment: The training augmentation recipe (see `build_dataset`).
         ignore_index: Mask value to ignore in losses and metrics (segmentation only).
         class_names: Class names in label order, when fixed.
+        protocol: The shift-consistency protocol of `lps_keras.metrics` that evaluates
+            classifiers on this data: `"imagenet"` for the ImageNet family (224 crops of
+            256 centre crops, shifts up to 32), `"cifar"` for everything else (shifts of
+            the full image, up to 3). Segmentation data uses mASSC instead.
     """
 
     name: str
@@ -71,6 +75,7 @@ class DatasetInfo:
     default_augment: str
     ignore_index: int | None = None
     class_names: tuple | None = None
+    protocol: str = "cifar"
 
 
 _INFOS = {
@@ -110,6 +115,7 @@ _INFOS = {
     ),
     "imagenet": DatasetInfo(
         name="imagenet",
+        protocol="imagenet",
         task="classification",
         num_classes=1000,
         image_shape=(224, 224, 3),
@@ -120,6 +126,7 @@ _INFOS = {
     ),
     "imagenette": DatasetInfo(
         name="imagenette",
+        protocol="imagenet",
         task="classification",
         num_classes=10,
         image_shape=(224, 224, 3),
@@ -130,6 +137,7 @@ _INFOS = {
     ),
     "image_folder": DatasetInfo(
         name="image_folder",
+        protocol="imagenet",
         task="classification",
         num_classes=None,
         image_shape=(224, 224, 3),

@@ -7,9 +7,13 @@ low-frequency noise or stripes). Colour and texture are drawn independently of t
 only the geometry identifies the class. `synthetic_shapes_seg` is the segmentation twin: 1-3
 shapes per image and a per-pixel mask (0 = background, `class_id + 1` = shape).
 
-Everything is drawn from `numpy.random.default_rng(seed)`, so a given
-`(num_examples, image_size, seed)` always gives the same arrays. Rendering is vectorised over
-images (mask arithmetic on coordinate grids): 10k images of 32x32 take one to two seconds.
+Both generators are prefix-stable: images are made in fixed chunks of `_CHUNK` images, and
+chunk `c` draws everything from `numpy.random.default_rng([seed, c])` (its pixel noise from
+`default_rng([seed, c, 1])`), always drawing the parameters of a full chunk. So image `i`
+depends only on `(i, image_size, seed)`: `make_synthetic_shapes(200)` is exactly the first
+200 examples of `make_synthetic_shapes(1000)`, and a run that trains or evaluates on fewer
+examples sees a prefix of the same data. Rendering is vectorised over images (mask
+arithmetic on coordinate grids): 10k images of 32x32 take one to two seconds.
 """
 
 import numpy as np
@@ -37,7 +41,9 @@ _ASPECT_JITTER = (0.87, 1.15)
 # Minimum per-channel distance between a shape's colour and its background's base colour.
 _MIN_CONTRAST = 96.0
 _PIXEL_NOISE_STD = 4.0
-_CHUNK = 1024  # images rendered at once; bounds peak memory to a few tens of MB
+# Images rendered at once (bounds peak memory to a few tens of MB). A multiple of the number
+# of classes, so the label blocks below never straddle chunks. Changing it changes the data.
+_CHUNK = 1000
 
 
 def _shape_mask(shape_id, u, v):
@@ -113,7 +119,30 @@ def _render_masks(shape_ids, centers, half_axes, image_size):
     return masks
 
 
-def _render_backgrounds(rng, n, image_size):
+def _draw_backgrounds(rng, n):
+    """Random parameters of `n` backgrounds (see `_render_backgrounds`), as a dict of arrays
+    with a leading axis of length `n`."""
+    base = rng.uniform(0.0, 255.0, size=(n, 3)).astype(np.float32)
+    stripes = rng.random(n) < 0.5
+    kmax = np.where(stripes, 4, 3)[:, None, None]
+    freqs = np.floor(rng.random((n, 3, 2)) * (2 * kmax + 1)) - kmax  # integers in [-k, k]
+    weights = rng.uniform(0.3, 1.0, size=(n, 3))
+    weights[stripes, 1:] = 0.0
+    weights /= weights.sum(axis=1, keepdims=True)
+    phases = rng.uniform(0.0, 2.0 * np.pi, size=(n, 3))
+    amplitude = rng.uniform(6.0, 24.0, size=(n, 1)) * rng.uniform(0.5, 1.0, size=(n, 3))
+    return {"base": base, "freqs": freqs, "weights": weights, "phases": phases,
+            "amplitude": amplitude.astype(np.float32)}
+
+
+def _head(params, m):
+    """The first `m` entries of every array of a parameter dict or tuple."""
+    if isinstance(params, dict):
+        return {k: v[:m] for k, v in params.items()}
+    return tuple(v[:m] for v in params)
+
+
+def _render_backgrounds(params, image_size):
     """Base colours `[n, 3]` and textured backgrounds `[n, 3, H, W]` (float32, 0-255 scale).
 
     Rendering works on channel planes (`[n, 3, H, W]`): broadcasting over a trailing axis of
@@ -125,17 +154,8 @@ def _render_backgrounds(rng, n, image_size):
     frequencies up to 4, any orientation). The texture amplitude (<= 24) stays well below
     the shape contrast (>= 96 per channel), so textures never look like shape edges.
     """
-    base = rng.uniform(0.0, 255.0, size=(n, 3)).astype(np.float32)
-    stripes = rng.random(n) < 0.5
-    kmax = np.where(stripes, 4, 3)[:, None, None]
-    freqs = np.floor(rng.random((n, 3, 2)) * (2 * kmax + 1)) - kmax  # integers in [-k, k]
-    weights = rng.uniform(0.3, 1.0, size=(n, 3))
-    weights[stripes, 1:] = 0.0
-    weights /= weights.sum(axis=1, keepdims=True)
-    phases = rng.uniform(0.0, 2.0 * np.pi, size=(n, 3))
-    amplitude = rng.uniform(6.0, 24.0, size=(n, 1)) * rng.uniform(0.5, 1.0, size=(n, 3))
-    amplitude = amplitude.astype(np.float32)
-
+    base, freqs, weights = params["base"], params["freqs"], params["weights"]
+    phases, amplitude = params["phases"], params["amplitude"]
     grid = np.arange(image_size, dtype=np.float32) * np.float32(2.0 * np.pi / image_size)
     # sin(a*y + b*x + p) = sin(a*y + p) cos(b*x) + cos(a*y + p) sin(b*x): two separable
     # outer products per wave instead of a sine per pixel.
@@ -150,7 +170,11 @@ def _render_backgrounds(rng, n, image_size):
 
 
 def _finish(rng, canvas):
-    """Adds pixel noise to a `[n, 3, H, W]` float canvas; returns uint8 `[n, H, W, 3]`."""
+    """Adds pixel noise to a `[n, 3, H, W]` float canvas; returns uint8 `[n, H, W, 3]`.
+
+    The noise of image `i` is bytes `i * 3HW .. (i + 1) * 3HW - 1` of `rng`'s byte stream,
+    so a smaller canvas gets a prefix of a larger one's noise.
+    """
     # Uniform noise with std _PIXEL_NOISE_STD, from raw random bytes: several times cheaper
     # than Gaussian draws, and the exact noise law does not matter here.
     noise = np.frombuffer(rng.bytes(canvas.size), dtype=np.uint8).reshape(canvas.shape)
@@ -171,32 +195,47 @@ def _check_common(num_examples, image_size):
 def make_synthetic_shapes(num_examples, image_size=32, seed=0):
     """Generates the `synthetic_shapes` classification dataset.
 
-    Labels are balanced (counts differ by at most one) and shuffled. Class names are in
-    `SHAPE_NAMES`.
+    Labels are balanced in every prefix (counts differ by at most one): each block of 10
+    consecutive images holds every class once, in random order. Class names are in
+    `SHAPE_NAMES`. Prefix-stable: the first `k` examples do not depend on `num_examples`.
 
     Args:
         num_examples: Number of images.
         image_size: Side of the square images (shape sizes scale with it).
-        seed: Integer seed; equal seeds give equal arrays.
+        seed: Non-negative integer seed; equal seeds give equal arrays.
 
     Returns:
         `(images, labels)`: uint8 `[N, image_size, image_size, 3]` and int32 `[N]`.
     """
     _check_common(num_examples, image_size)
     n, size = int(num_examples), int(image_size)
-    rng = np.random.default_rng(seed)
-    labels = rng.permutation(np.arange(n) % NUM_SHAPE_CLASSES).astype(np.int32)
+    labels = np.empty(n, dtype=np.int32)
     images = np.empty((n, size, size, 3), dtype=np.uint8)
-    for start in range(0, n, _CHUNK):
-        ids = labels[start : start + _CHUNK]
-        m = len(ids)
-        base, canvas = _render_backgrounds(rng, m, size)
-        centers, half_axes, offsets = _draw_placements(rng, m, size, _CLS_SIZE_RANGE)
+    for chunk, start in enumerate(range(0, n, _CHUNK)):
+        m = min(_CHUNK, n - start)
+        rng, noise_rng = _chunk_rngs(seed, chunk)
+        # Blocks of NUM_SHAPE_CLASSES consecutive images hold each class once, in random
+        # order: every prefix is balanced to within one image per class.
+        blocks = np.tile(np.arange(NUM_SHAPE_CLASSES), (_CHUNK // NUM_SHAPE_CLASSES, 1))
+        ids = rng.permuted(blocks, axis=1).reshape(-1)[:m].astype(np.int32)
+        background = _head(_draw_backgrounds(rng, _CHUNK), m)
+        centers, half_axes, offsets = _head(
+            _draw_placements(rng, _CHUNK, size, _CLS_SIZE_RANGE), m)
+        base, canvas = _render_backgrounds(background, size)
         colours = np.mod(base + offsets, 256.0)
         masks = _render_masks(ids, centers, half_axes, size)
         canvas = np.where(masks[:, None], colours[:, :, None, None], canvas)
-        images[start : start + m] = _finish(rng, canvas)
+        labels[start : start + m] = ids
+        images[start : start + m] = _finish(noise_rng, canvas)
     return images, labels
+
+
+def _chunk_rngs(seed, chunk):
+    """The parameter and pixel-noise generators of chunk `chunk` (see the module doc)."""
+    seed = int(seed)
+    if seed < 0:
+        raise ValueError(f"`seed` must be a non-negative int, got {seed}.")
+    return np.random.default_rng([seed, chunk]), np.random.default_rng([seed, chunk, 1])
 
 
 def make_synthetic_shapes_seg(num_examples, image_size=64, seed=0, num_shapes=(1, 3)):
@@ -204,12 +243,13 @@ def make_synthetic_shapes_seg(num_examples, image_size=64, seed=0, num_shapes=(1
 
     Each image holds between `num_shapes[0]` and `num_shapes[1]` shapes (inclusive) of
     uniformly drawn classes; later shapes are painted over earlier ones, and the mask follows
-    the painting order, so it always labels the visible shape.
+    the painting order, so it always labels the visible shape. Prefix-stable: the first `k`
+    examples do not depend on `num_examples` (for equal `image_size`, `seed`, `num_shapes`).
 
     Args:
         num_examples: Number of images.
         image_size: Side of the square images.
-        seed: Integer seed; equal seeds give equal arrays.
+        seed: Non-negative integer seed; equal seeds give equal arrays.
         num_shapes: `(min, max)` shapes per image, or a single int.
 
     Returns:
@@ -223,21 +263,22 @@ def make_synthetic_shapes_seg(num_examples, image_size=64, seed=0, num_shapes=(1
     if not 0 <= lo <= hi:
         raise ValueError(f"`num_shapes` must be (min, max) with 0 <= min <= max, got {num_shapes}.")
     n, size = int(num_examples), int(image_size)
-    rng = np.random.default_rng(seed)
     images = np.empty((n, size, size, 3), dtype=np.uint8)
     masks = np.empty((n, size, size), dtype=np.uint8)
-    for start in range(0, n, _CHUNK):
+    for chunk, start in enumerate(range(0, n, _CHUNK)):
         m = min(_CHUNK, n - start)
-        base, canvas = _render_backgrounds(rng, m, size)
-        counts = rng.integers(lo, hi + 1, size=m)
+        rng, noise_rng = _chunk_rngs(seed, chunk)
+        base, canvas = _render_backgrounds(_head(_draw_backgrounds(rng, _CHUNK), m), size)
+        counts = rng.integers(lo, hi + 1, size=_CHUNK)[:m]
         seg = np.zeros((m, size, size), dtype=np.uint8)
         for slot in range(hi):
-            ids = rng.integers(0, NUM_SHAPE_CLASSES, size=m)
-            centers, half_axes, offsets = _draw_placements(rng, m, size, _SEG_SIZE_RANGE)
+            ids = rng.integers(0, NUM_SHAPE_CLASSES, size=_CHUNK)[:m]
+            centers, half_axes, offsets = _head(
+                _draw_placements(rng, _CHUNK, size, _SEG_SIZE_RANGE), m)
             colours = np.mod(base + offsets, 256.0)
             drawn = _render_masks(ids, centers, half_axes, size) & (slot < counts)[:, None, None]
             canvas = np.where(drawn[:, None], colours[:, :, None, None], canvas)
             seg = np.where(drawn, (ids + 1).astype(np.uint8)[:, None, None], seg)
-        images[start : start + m] = _finish(rng, canvas)
+        images[start : start + m] = _finish(noise_rng, canvas)
         masks[start : start + m] = seg
     return images, masks

@@ -1,7 +1,7 @@
 """The training loop behind `train.py`.
 
 One custom loop serves every strategy: `model.fit` fails under MultiWorkerMirroredStrategy
-in TF 2.21 (DESIGN section 8), while `strategy.run` + `compute_average_loss` works under
+in TF 2.21, while `strategy.run` + `compute_average_loss` works under
 all of them and gives identical weights on every replica.
 
 A run directory holds:
@@ -10,8 +10,15 @@ A run directory holds:
   (`tf.train.CheckpointManager`: a crash mid-save leaves the previous one valid);
 - `history.jsonl`: one JSON line per completed epoch;
 - `tensorboard/`: scalars;
-- `model.keras` and `results.json` at the end.
+- `model.keras` and `results.json` at the end: the test metrics of
+  `lps_keras.evaluation.evaluate` (the same path as `eval.py`, which reproduces them for
+  the run directory) and the history; every accuracy, consistency, IoU and mASSC in
+  percent (0-100).
 A run restarted with the same flags resumes from its last completed epoch.
+
+Set `LPS_KERAS_WEIGHTS_CHECKSUM=1` to make every process print
+`weights_checksum=<float> worker=<index>` after training (the tests compare replicas and
+workers with it).
 """
 
 import json
@@ -23,9 +30,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lps_keras import metrics
 from lps_keras.callbacks import lps_layers
 from lps_keras.data import build_dataset, dataset_info
+from lps_keras.evaluation import LoadedModel, default_eval_mode, evaluate, \
+    settings_from_config, summary
 from lps_keras.training import builders
 from lps_keras.training.distribute import is_chief, worker_index
 
@@ -178,9 +186,10 @@ class Trainer:
             for step in range(steps):
                 sums += np.array([float(v) for v in train_step(next(dist))])
                 bar.update(step + 1, [("loss", sums[0] / sums[1]),
-                                      ("accuracy", sums[2] / max(sums[3], 1))])
+                                      ("accuracy", 100.0 * sums[2] / max(sums[3], 1))])
+            # Training accuracy in percent, like every metric in results.json.
             record = {"epoch": epoch + 1, "loss": sums[0] / sums[1],
-                      "accuracy": sums[2] / max(sums[3], 1), "tau": tau,
+                      "accuracy": 100.0 * sums[2] / max(sums[3], 1), "tau": tau,
                       "learning_rate": float(optimizer.learning_rate),
                       "seconds": time.time() - start}
             if chief:
@@ -195,19 +204,33 @@ class Trainer:
             epoch_var.assign(epoch + 1)
             manager.save(checkpoint_number=epoch + 1)
 
-        # Every process reports it: replicas and workers must end with identical weights.
-        print(f"weights_checksum={weights_checksum(model):.10e} "
-              f"worker={worker_index()[1]}", flush=True)
+        if os.environ.get(CHECKSUM_ENV) == "1":
+            # Every process reports it: replicas and workers must end with identical weights.
+            print(f"weights_checksum={weights_checksum(model):.10e} "
+                  f"worker={worker_index()[1]}", flush=True)
         if not chief:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
             return None
         results = self.evaluate(model)
         results["history"] = history
-        model.save(os.path.join(self.workdir, "model.keras"))
+        results["history_units"] = {"loss": "mean per-example training loss",
+                                    "accuracy": "percent (0-100), on the training batches",
+                                    "learning_rate": "at the end of the epoch",
+                                    "seconds": "wall-clock time of the epoch"}
+        keras_path = os.path.join(self.workdir, "model.keras")
+        model.save(keras_path)
+        results["keras_model"] = keras_path
         if cfg.export.enabled:
             results["saved_model"] = self.export(model)
         with open(os.path.join(self.workdir, "results.json"), "w") as f:
             json.dump(results, f, indent=2, default=float)
+        _log(f"Test ({results['num_examples']} images): {summary(results)}")
+        if "per_class_iou" in results:
+            _log("IoU per class: " + ", ".join(
+                f"{k} {'n/a' if v is None else f'{v:.1f}%'}"
+                for k, v in results["per_class_iou"].items()))
+        _log(f"Model written to {keras_path}" + (
+            f"; SavedModel to {results['saved_model']}" if "saved_model" in results else ""))
         return results
 
     # ----------------------------------------------------------------- history
@@ -232,57 +255,44 @@ class Trainer:
 
     # ----------------------------------------------------------------- eval/export
     def evaluate(self, model):
-        """Test metrics with the protocols of DESIGN section 5 (single process)."""
-        cfg = self.config
-        images, targets = _materialize(self._dataset(
-            cfg.eval.split, False, cfg.seed, batch_size=cfg.eval.batch_size))
-        limit = cfg.eval.get("num_examples")
-        if limit:
-            images, targets = images[:limit], targets[:limit]
-        bs = int(cfg.eval.batch_size)
-        results = {"num_examples": int(len(images))}
-        # A plain traced call: `predict_on_batch` of a model built under MirroredStrategy
-        # returns one copy of the outputs per replica.
-        forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        """Test metrics of `model`, exactly as `eval.py` reports them for this run.
 
-        def predict(x):
-            return forward(tf.constant(x, tf.float32)).numpy()
-
-        if self.task == "classification":
-            results["accuracy"] = metrics.accuracy(predict, images, targets, batch_size=bs)
-            for mode in ("circular", "standard"):
-                results[f"{mode}_consistency"] = metrics.shift_consistency(
-                    predict, images, mode=mode, max_shift=cfg.eval.max_shift, seed=cfg.seed,
-                    batch_size=bs)
-            _log(f"Test accuracy {results['accuracy']:.2f}% | circular consistency "
-                 f"{results['circular_consistency']:.2f}% | standard consistency "
-                 f"{results['standard_consistency']:.2f}%  ({len(images)} images)")
-        else:
-            predictions = np.concatenate([
-                np.argmax(predict(images[i:i + bs]), -1) for i in range(0, len(images), bs)])
-            confusion = metrics.confusion_matrix(targets, predictions, self.info.num_classes,
-                                                 ignore_label=self.info.ignore_index)
-            results["mean_iou"] = 100.0 * metrics.mean_iou(confusion)
-            for mode in ("circular", "standard"):
-                results[f"{mode}_massc"] = metrics.segmentation_shift_consistency(
-                    predict, images, targets, mode=mode, max_shift=cfg.eval.seg_max_shift,
-                    ignore_label=self.info.ignore_index, seed=cfg.seed, batch_size=bs)
-            _log(f"Test mIoU {results['mean_iou']:.2f}% | circular mASSC "
-                 f"{results['circular_massc']:.2f}% | standard mASSC "
-                 f"{results['standard_massc']:.2f}%  ({len(images)} images)")
-        return results
+        Runs `lps_keras.evaluation.evaluate` on raw pixels (the model is wrapped with the
+        dataset's normalisation) with the run's evaluation settings and the dataset's
+        protocol: accuracy, circular and standard consistency for a classifier; mIoU,
+        per-class IoU and circular and standard mASSC for a segmenter. Returns a flat dict
+        of percentages plus `num_examples`, `protocol`, `max_shift`, `split` and `units`.
+        Single process (the chief).
+        """
+        settings = settings_from_config(self.config)
+        wrapped = LoadedModel.from_keras(model, self.info.mean, self.info.std,
+                                         name=self.config.name)
+        max_shift = settings["seg_max_shift" if self.task == "segmentation" else "max_shift"]
+        _log(f"Evaluating on {settings['dataset']} {settings['split']}:")
+        result = evaluate(
+            wrapped, default_eval_mode(self.task), settings["dataset"],
+            split=settings["split"], data_dir=settings["data_dir"],
+            num_examples=settings["num_examples"], seed=settings["seed"],
+            batch_size=settings["batch_size"], max_shift=max_shift,
+            image_size=settings["image_size"], crop_size=settings["crop_size"],
+            source=settings["source"], curves=False, log=_log)
+        entry = result["models"][wrapped.name]
+        return {key: result[key] for key in ("split", "num_examples", "protocol",
+                                             "max_shift", "seed", "units")} | entry
 
     def export(self, model):
         from lps_keras.export import export_saved_model
 
         cfg = self.config
-        path = export_saved_model(
+        return export_saved_model(
             model, cfg.export.dir, name=cfg.export.name or cfg.name,
             mean=self.info.mean, std=self.info.std,
             class_names=list(self.info.class_names) if self.info.class_names else None,
+            dataset=cfg.data.name,
         )
-        _log(f"SavedModel written to {path}")
-        return path
+
+
+CHECKSUM_ENV = "LPS_KERAS_WEIGHTS_CHECKSUM"
 
 
 def weights_checksum(model):
@@ -290,10 +300,3 @@ def weights_checksum(model):
     return float(sum(np.abs(keras.ops.convert_to_numpy(w)).sum() * (i + 1)
                      for i, w in enumerate(model.weights)))
 
-
-def _materialize(dataset):
-    images, targets = [], []
-    for x, y in dataset:
-        images.append(x.numpy())
-        targets.append(y.numpy())
-    return np.concatenate(images), np.concatenate(targets)

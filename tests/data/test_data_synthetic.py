@@ -138,3 +138,35 @@ def test_shape_masks_at_canonical_pose(shape_id):
         "l_shape": (False, True, False, True),  # strokes: left column and bottom row
     }[name]
     assert (centre, corner, top_mid, left_mid) == expected
+
+
+@pytest.mark.parametrize("small, large", [(200, 1000), (1003, 2500)])
+def test_shapes_are_prefix_stable(small, large):
+    # train.py and eval.py may generate different numbers of examples; the shared prefix
+    # must be the same data (within a chunk and across chunk boundaries).
+    a_images, a_labels = synthetic.make_synthetic_shapes(small, seed=3)
+    b_images, b_labels = synthetic.make_synthetic_shapes(large, seed=3)
+    np.testing.assert_array_equal(a_images, b_images[:small])
+    np.testing.assert_array_equal(a_labels, b_labels[:small])
+    # Not trivially equal: the data differs between images and seeds.
+    assert not np.array_equal(b_images[:small], b_images[small:2 * small])
+    assert not np.array_equal(synthetic.make_synthetic_shapes(small, seed=4)[1], a_labels)
+
+
+def test_seg_is_prefix_stable():
+    a_images, a_masks = synthetic.make_synthetic_shapes_seg(30, image_size=32, seed=3)
+    b_images, b_masks = synthetic.make_synthetic_shapes_seg(1010, image_size=32, seed=3)
+    np.testing.assert_array_equal(a_images, b_images[:30])
+    np.testing.assert_array_equal(a_masks, b_masks[:30])
+    assert b_masks[1000:].any()  # the second chunk holds shapes too
+
+
+def test_every_prefix_is_balanced(shapes):
+    for k in (7, 10, 64, 999, 1003):
+        counts = np.bincount(shapes[1][:k], minlength=10)
+        assert counts.max() - counts.min() <= 1, (k, counts)
+
+
+def test_negative_seed_is_rejected():
+    with pytest.raises(ValueError, match="seed"):
+        synthetic.make_synthetic_shapes(4, seed=-1)

@@ -38,7 +38,8 @@ def test_consistency_of_lps_keras_file_vs_strided_savedmodel(tmp_path):
            "--eval_mode=shift_consistency", f"--output_dir={out}"])
     result = json.loads((out / "eval_shift_consistency.json").read_text())
     assert result["num_examples"] == 48
-    lps_entry, strided_entry = result["models"]["lps.keras"], result["models"]["1"]
+    # Labelled by the .keras file's stem and the export name, not the path's last part.
+    lps_entry, strided_entry = result["models"]["lps"], result["models"]["strided"]
     assert lps_entry["circular_consistency"] == 100.0
     assert set(lps_entry["circular_vs_shift"].values()) == {100.0}
     # The baseline is evaluated too, with the same draws.
@@ -67,3 +68,18 @@ def test_missing_model_is_a_clear_error(tmp_path):
                             capture_output=True, text=True, env=env, timeout=200, check=False)
     assert result.returncode != 0
     assert "neither a run directory" in result.stderr
+    assert "Traceback" not in result.stderr  # a usage error, not a crash
+
+
+def test_keras_file_without_dataset_is_a_clear_error(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(10)], name="bare")
+    model.save(tmp_path / "bare.keras")
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run([sys.executable, str(REPO / "eval.py"),
+                             f"--model={tmp_path / 'bare.keras'}"],
+                            capture_output=True, text=True, env=env, timeout=200, check=False)
+    assert result.returncode != 0
+    assert "--dataset is required" in result.stderr and "Traceback" not in result.stderr

@@ -35,6 +35,7 @@ def test_two_workers_train_and_agree_on_weights(tmp_path):
     procs = []
     for index in range(2):
         env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2",
+                   LPS_KERAS_WEIGHTS_CHECKSUM="1",  # each worker prints its checksum
                    TF_CONFIG=json.dumps({"cluster": {"worker": workers},
                                          "task": {"type": "worker", "index": index}}))
         procs.append(subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE,

@@ -23,15 +23,19 @@ TINY = [
 ]
 
 
-def _env():
+def _env(checksum=False):
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("TF_CONFIG", None)
+    env.pop("LPS_KERAS_WEIGHTS_CHECKSUM", None)
+    if checksum:  # every process prints its weights checksum (hidden from users otherwise)
+        env["LPS_KERAS_WEIGHTS_CHECKSUM"] = "1"
     return env
 
 
-def _train(args, timeout=480, **kwargs):
+def _train(args, timeout=480, checksum=False, **kwargs):
     result = subprocess.run([sys.executable, str(REPO / "train.py"), *args],
-                            capture_output=True, text=True, env=_env(), timeout=timeout,
+                            capture_output=True, text=True, env=_env(checksum),
+                            timeout=timeout,
                             cwd=str(kwargs.get("cwd", REPO)), check=False)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return result
@@ -46,11 +50,19 @@ def test_reduced_default_run_trains_evaluates_and_exports(tmp_path):
     workdir = tmp_path / "run"
     result = _train([f"--workdir={workdir}", f"--config.export.dir={tmp_path / 'exports'}",
                      "--config.train.epochs=2", *TINY, "--config.train.jit_compile=True"])
-    assert "Test accuracy" in result.stdout and "circular consistency" in result.stdout
+    summary = [line for line in result.stdout.splitlines() if line.startswith("Test (")]
+    assert len(summary) == 1, result.stdout[-2000:]
+    assert summary[0].startswith("Test (64 images): accuracy ")
+    assert "| circular consistency 100.00% | standard consistency " in summary[0]
+    assert "weights_checksum" not in result.stdout  # a debug line, not for users
     results = json.loads((workdir / "results.json").read_text())
     assert results["circular_consistency"] == 100.0  # the guarantee, even after 2 epochs
     assert 0.0 <= results["standard_consistency"] <= 100.0
+    assert 0.0 <= results["accuracy"] <= 100.0 and results["units"] == "percent (0-100)"
+    assert results["protocol"] == "cifar" and results["num_examples"] == 64
     assert [h["epoch"] for h in _history(workdir)] == [1, 2]
+    # Training accuracy in percent too: chance is 10%, so a fraction (<= 1) is the old unit.
+    assert all(1.0 < h["accuracy"] <= 100.0 for h in results["history"])
     config = json.loads((workdir / "config.json").read_text())
     assert config["train"]["epochs"] == 2 and config["model"]["downsampling"] == "lps"
     version = Path(results["saved_model"])
@@ -103,9 +115,10 @@ def test_mirrored_matches_single_device(tmp_path):
               "--config.train.learning_rate=0.002",
               "--config.export.enabled=False", "--config.data.augment=none",
               "--config.model.downsampling=aps", "--config.model.sync_bn=True", *TINY]
-    single = _train([f"--workdir={tmp_path / 'single'}", "--strategy=default", *common])
+    single = _train([f"--workdir={tmp_path / 'single'}", "--strategy=default", *common],
+                    checksum=True)
     mirrored = _train([f"--workdir={tmp_path / 'mirrored'}", "--strategy=mirrored",
-                       "--cpu_devices=2", *common])
+                       "--cpu_devices=2", *common], checksum=True)
     assert "2 replica(s)" in mirrored.stdout
     a = keras.saving.load_model(tmp_path / "single" / "model.keras")
     b = keras.saving.load_model(tmp_path / "mirrored" / "model.keras")

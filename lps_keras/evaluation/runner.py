@@ -1,0 +1,220 @@
+"""`evaluate`: the protocols of `lps_keras.metrics` on raw pixels, batched and compiled.
+
+One path for `train.py` (what `results.json` holds) and `eval.py`. Every number is a
+percentage (0-100).
+
+Speed: the metrics functions get large chunks of images (a few thousand small images at a
+time) and a predictor that runs them through the model's compiled forward pass in batches
+of exactly `batch_size` (the last one zero-padded, so the graph is traced once per image
+shape), returning class ids. Predictions are cached by the content of each chunk, so a
+pass that repeats an earlier one (the unshifted images that accuracy, the consistency
+curves and mASSC all start from; a shift of size 0) is not run again. Per-image results
+do not depend on the chunk or batch size: every shift is drawn per image.
+"""
+
+import hashlib
+import time
+
+import numpy as np
+
+from lps_keras import metrics
+from lps_keras.data import dataset_info
+from lps_keras.evaluation.loading import load_arrays
+
+EVAL_MODES = ("class_accuracy", "shift_consistency", "segmentation")
+UNITS = "percent (0-100)"
+# Float32 elements per chunk handed to a metrics function (64 MB; the shifted copies and
+# masks it makes are of the same order).
+_CHUNK_ELEMENTS = 2**24
+_SEG_NUM_SHIFTS = 5
+
+
+def default_eval_mode(task):
+    """The protocol set of a task: `"segmentation"` or `"shift_consistency"`."""
+    return "segmentation" if task == "segmentation" else "shift_consistency"
+
+
+class _Predictor:
+    """Raw numpy images -> class ids through `model.predict_classes`, in fixed batches.
+
+    Caches results by chunk content and prints one line per pass over the images.
+    """
+
+    def __init__(self, model, batch_size, num_images, log):
+        self.model = model
+        self.batch_size = int(batch_size)
+        self.num_images = int(num_images)
+        self.log = log
+        self._cache = {}
+        self._step = None
+
+    def begin(self, step, passes):
+        self._step, self._passes = step, passes
+        self._done = self._fresh = self._pass = 0
+        self._start = time.time()
+
+    def __call__(self, images):
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        key = (images.shape, hashlib.blake2b(images.data, digest_size=16).digest())
+        ids = self._cache.get(key)
+        if ids is None:
+            ids = self._run(images)
+            self._cache[key] = ids
+            self._fresh += len(images)
+        self._progress(len(images))
+        return ids
+
+    def _run(self, images):
+        n, bs = len(images), self.batch_size
+        out = []
+        for start in range(0, n, bs):
+            batch = images[start:start + bs]
+            if len(batch) < bs:  # same shape as every other batch: no retracing
+                batch = np.concatenate(
+                    [batch, np.zeros((bs - len(batch),) + batch.shape[1:], batch.dtype)])
+            out.append(self.model.predict_classes(batch)[:min(bs, n - start)])
+        return np.concatenate(out)
+
+    def _progress(self, count):
+        if self._step is None:
+            return
+        self._done += count
+        while self._done >= (self._pass + 1) * self.num_images and self._pass < self._passes:
+            self._pass += 1
+            if self.log:
+                fresh = self._fresh
+                note = "reused" if fresh == 0 else f"{time.time() - self._start:.1f} s"
+                self.log(f"  {self.model.name}: {self._step}, pass {self._pass}/"
+                         f"{self._passes} ({self.num_images} images, {note})")
+            self._fresh = 0
+            self._start = time.time()
+
+
+_SUMMARY = (("accuracy", "accuracy"), ("mean_iou", "mIoU"),
+            ("circular_consistency", "circular consistency"),
+            ("standard_consistency", "standard consistency"),
+            ("circular_massc", "circular mASSC"), ("standard_massc", "standard mASSC"))
+
+
+def summary(entry):
+    """One line of the headline metrics of a model's entry, e.g. `accuracy 97.10% |
+    circular consistency 100.00% | standard consistency 81.30%`."""
+    return " | ".join(f"{label} {entry[key]:.2f}%" for key, label in _SUMMARY if key in entry)
+
+
+def _chunk_size(images, batch_size):
+    per_image = int(np.prod(images.shape[1:]))
+    fits = max(1, _CHUNK_ELEMENTS // per_image) // batch_size * batch_size
+    return max(batch_size, fits)
+
+
+def evaluate(model, eval_mode, dataset, *, split="test", data_dir=None, num_examples=None,
+             seed=0, batch_size=64, protocol=None, max_shift=None, baseline=None,
+             image_size=None, crop_size=None, source="auto", curves=True, log=None):
+    """Runs one protocol set on raw pixels; returns a JSON-ready dict.
+
+    Args:
+        model: a `LoadedModel` (called on raw 0-255 images).
+        eval_mode: one of `EVAL_MODES`. `"class_accuracy"`: top-1 accuracy;
+            `"shift_consistency"`: accuracy, C-Cons and S-Cons (`metrics.shift_consistency`)
+            and, with `curves`, consistency against shift size; `"segmentation"`: mIoU,
+            per-class IoU and circular/standard mASSC.
+        dataset, split, data_dir, num_examples, image_size, crop_size, source: the data
+            (see `load_arrays`); the first `num_examples` examples of the split.
+        seed: seed of every shift draw (shifts are drawn per image).
+        batch_size: images per forward pass; does not change the results.
+        protocol: `"cifar"` or `"imagenet"`; default: the dataset's
+            (`DatasetInfo.protocol`).
+        max_shift: largest shift; default 3 (cifar), 32 (imagenet, segmentation).
+        baseline: another `LoadedModel`, evaluated the same way.
+        curves: with `"shift_consistency"`, also consistency against shift size.
+        log: callable taking one progress line per pass (None: silent).
+
+    Returns:
+        `{"eval_mode", "dataset", "split", "protocol", "seed", "max_shift",
+        "num_examples", "units", "models": {label: metrics}}`; every metric is a
+        percentage in [0, 100] (`per_class_iou` maps class names to a percentage, or None
+        for a class absent from both labels and predictions).
+
+    Raises:
+        ValueError: an unknown mode, or a mode that does not fit the dataset's task.
+    """
+    if eval_mode not in EVAL_MODES:
+        raise ValueError(f"`eval_mode` must be one of {EVAL_MODES}; got {eval_mode!r}.")
+    info = dataset_info(dataset)
+    if (eval_mode == "segmentation") != (info.task == "segmentation"):
+        raise ValueError(
+            f"eval_mode {eval_mode!r} does not fit {dataset}, a {info.task} dataset; use "
+            f"{default_eval_mode(info.task)!r}"
+            + ("." if info.task == "segmentation" else " or 'class_accuracy'.")
+        )
+    protocol = protocol or info.protocol
+    models = [model] + ([baseline] if baseline is not None else [])
+    data = dict(data_dir=data_dir, num_examples=num_examples, seed=seed,
+                image_size=image_size, crop_size=crop_size, source=source)
+    images, targets = load_arrays(dataset, split, **data)
+    result = {"eval_mode": eval_mode, "dataset": dataset, "split": split,
+              "protocol": protocol if info.task == "classification" else None, "seed": seed,
+              "num_examples": int(len(images)), "units": UNITS, "models": {}}
+    if eval_mode == "segmentation":
+        shift = 32 if max_shift is None else int(max_shift)
+        result["max_shift"] = shift
+        for m in models:
+            result["models"][m.name] = _segmentation(
+                _Predictor(m, batch_size, len(images), log), images, targets, info, shift,
+                seed, batch_size)
+        return result
+
+    shift = metrics.DEFAULT_MAX_SHIFT[protocol] if max_shift is None else int(max_shift)
+    result["max_shift"] = shift
+    cons_images = images
+    if protocol == "imagenet" and eval_mode == "shift_consistency":
+        # Accuracy on the centre crops; consistency on centre crops `max_shift` larger
+        # (256 for 224 and 32), from which the protocol cuts shifted 224 crops.
+        side = (image_size or info.image_shape[0]) + shift
+        cons_images, _ = load_arrays(dataset, split, **{**data, "image_size": side},
+                                     resize_size=side)
+    for m in models:
+        predict = _Predictor(m, batch_size, len(images), log)
+        chunk = _chunk_size(cons_images, batch_size)
+        predict.begin("accuracy", 1)
+        entry = {"accuracy": metrics.accuracy(predict, images, targets,
+                                              batch_size=_chunk_size(images, batch_size))}
+        if eval_mode == "shift_consistency":
+            for mode in metrics.MODES:
+                predict.begin(f"{mode} consistency", 2)
+                entry[f"{mode}_consistency"] = metrics.shift_consistency(
+                    predict, cons_images, mode=mode, max_shift=shift, seed=seed,
+                    batch_size=chunk, protocol=protocol)
+            if curves:
+                top = shift
+                sizes = list(range(0, top + 1, max(1, top // 8)))
+                for mode, pictures in (("circular", cons_images), ("standard", images)):
+                    predict.begin(f"{mode} consistency vs shift", 1 + len(sizes))
+                    entry[f"{mode}_vs_shift"] = {
+                        str(k): v for k, v in metrics.consistency_vs_shift(
+                            predict, pictures, shifts=sizes, mode=mode, seed=seed,
+                            batch_size=_chunk_size(pictures, batch_size)).items()}
+        result["models"][m.name] = entry
+    return result
+
+
+def _segmentation(predict, images, masks, info, max_shift, seed, batch_size):
+    chunk = _chunk_size(images, batch_size)
+    predict.begin("segmentation", 1)
+    preds = np.concatenate([predict(images[i:i + chunk]) for i in range(0, len(images), chunk)])
+    confusion = metrics.confusion_matrix(masks, preds, info.num_classes,
+                                         ignore_label=info.ignore_index)
+    names = info.class_names or tuple(str(k) for k in range(info.num_classes))
+    ious = metrics.per_class_iou(confusion)
+    entry = {
+        "mean_iou": metrics.mean_iou(confusion),  # already a percentage
+        "per_class_iou": {name: (None if np.isnan(v) else float(v))
+                          for name, v in zip(names, ious, strict=True)},
+    }
+    for mode in metrics.MODES:
+        predict.begin(f"{mode} mASSC", 1 + _SEG_NUM_SHIFTS)
+        entry[f"{mode}_massc"] = metrics.segmentation_shift_consistency(
+            predict, images, masks, mode=mode, num_shifts=_SEG_NUM_SHIFTS,
+            max_shift=max_shift, ignore_label=info.ignore_index, seed=seed, batch_size=chunk)
+    return entry
