@@ -15,10 +15,12 @@ from lps_keras.evaluation import LoadedModel, load_arrays
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Enough training that the model's predictions vary (a constant model agrees with anything).
+# Enough training, at a learning rate low enough, that the model's predictions vary (a
+# constant model agrees with anything; at the default rate 16 steps can collapse it).
 TINY_CLS = ["--config.train.epochs=2", "--config.data.num_train_examples=256",
             "--config.data.num_eval_examples=64", "--config.train.batch_size=32",
-            "--config.eval.batch_size=32", "--config.train.jit_compile=False"]
+            "--config.eval.batch_size=32", "--config.train.jit_compile=False",
+            "--config.train.learning_rate=0.01"]
 TINY_SEG = ["--config=" + str(REPO / "configs" / "synthetic_shapes_seg_deeplab.py"),
             "--config.train.epochs=1", "--config.data.num_train_examples=32",
             "--config.data.num_eval_examples=8", "--config.train.batch_size=8",
