@@ -9,14 +9,14 @@ Every time is the median of `--repeats` calls after `--warmup` calls; every rati
 two cases measured in the same run. Nothing else should be running on the machine.
 """
 
-import datetime
 import json
 import os
-import platform
 import sys
 import time
 
 from absl import app, flags
+
+from benchmarks.timing import machine_info
 
 _SUITES = ("all", "layers", "models")
 FLAGS = flags.FLAGS
@@ -40,29 +40,6 @@ def _check_choices(flag, values, allowed):
     if unknown:
         raise app.UsageError(f"--{flag}: unknown {unknown}; choose from {sorted(allowed)}.")
     return list(values)
-
-
-def machine_info():
-    import keras
-    import tensorflow as tf
-
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f
-                       if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "gpus": len(tf.config.list_physical_devices("GPU")),
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-    }
 
 
 def _train_py_uses_xla():

@@ -1,4 +1,4 @@
-"""Wall-clock timing and peak-memory reading for the benchmarks.
+"""Wall-clock timing, peak-memory reading and the machine description for the benchmarks.
 
 Times are medians over repetitions after warm-up calls (which absorb tracing and XLA
 compilation). A `tf.function` call on CPU returns once its outputs are computed, so the
@@ -6,7 +6,9 @@ clock stops when the work is done.
 """
 
 import ctypes
+import datetime
 import os
+import platform
 import statistics
 import time
 
@@ -101,3 +103,25 @@ def peak_memory_mib(fn, args):
     peak = _status_kib("VmHWM")
     return max(peak - before, 0) / 1024.0
 
+
+def machine_info():
+    import keras
+    import tensorflow as tf
+
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f
+                       if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "gpus": len(tf.config.list_physical_devices("GPU")),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
