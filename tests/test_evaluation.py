@@ -6,8 +6,14 @@ import pytest
 
 from lps_keras import metrics
 from lps_keras.data import dataset_info
-from lps_keras.evaluation import (EVAL_MODES, LoadedModel, default_eval_mode, evaluate,
-                                  load_arrays, summary)
+from lps_keras.evaluation import (
+    EVAL_MODES,
+    LoadedModel,
+    default_eval_mode,
+    evaluate,
+    load_arrays,
+    summary,
+)
 
 
 def _constant_classifier(label, num_classes=10):
