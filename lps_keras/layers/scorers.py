@@ -53,11 +53,16 @@ class _Scorer(keras.layers.Layer):
         exact when the conv is 1x1, or when padding is circular: then each tap sees every
         pixel once. It gives the same logits without a one-filter convolution, which conv
         backends run slowly. Other paddings still run the conv.
+
+        The per-pixel product with the summed taps (a matrix-vector product over channels,
+        the same arithmetic at every pixel) comes first, so only one value per pixel is
+        summed in float64, not every channel.
         """
         if conv.kernel_size[0] > 1 and self.padding_mode != "circular":
             return invariant_mean(self._apply_conv(conv, x), axis=(1, 2, 3))
-        taps = ops.sum(ops.cast(conv.kernel, SELECTION_DTYPE), axis=(0, 1))  # [C, 1]
-        return ops.matmul(invariant_mean(x, axis=(1, 2)), taps)[:, 0]
+        taps = ops.sum(ops.cast(conv.kernel, x.dtype), axis=(0, 1))  # [C, 1]
+        per_pixel = ops.matmul(ops.reshape(x, (-1, x.shape[-1])), taps)
+        return invariant_mean(ops.reshape(per_pixel, (ops.shape(x)[0], -1)), axis=1)
 
     @staticmethod
     def _dense(layer, x):
