@@ -18,6 +18,23 @@ from lps_keras.layers.scorers import SCORERS, get_scorer
 NORMS = ("l2", "l1", "linf")
 
 
+def argmax_with_tiebreak(scores, second):
+    """Per-sample index of the best of `scores` `[B, K]`; exact ties go to the best of
+    `second` among the tied components, then to the lowest index.
+
+    When both permute exactly with a circular shift of the input (as float64 scores do,
+    see `reductions`), so does the winner, except between components tied in both.
+    """
+    is_best = ops.equal(scores, ops.max(scores, axis=-1, keepdims=True))
+    return ops.argmax(ops.where(is_best, second, float("-inf")), axis=-1)
+
+
+def has_tie(scores):
+    """True if any sample has two or more components tied for the best score."""
+    is_best = ops.equal(scores, ops.max(scores, axis=-1, keepdims=True))
+    return ops.any(ops.sum(ops.cast(is_best, "int32"), axis=-1) > 1)
+
+
 class _PolyphaseDownsampling(keras.layers.Layer):
     """Shared machinery: anti-aliasing, wrap-padding, split, per-sample selection.
 
@@ -46,31 +63,6 @@ class _PolyphaseDownsampling(keras.layers.Layer):
         _validation.check_rank4(self, input_shape)
         if self.antialias_layer is not None:
             self.antialias_layer.build(input_shape)
-
-    _tiebreak_norm = "l2"  # ranks components tied for the best score
-
-    def _hard_index(self, scores, scored):
-        """Per-sample index of the best component, ties broken so that a shift cannot
-        change the winner.
-
-        `scores` `[B, K]` (float64) permute exactly with a circular shift of `scored`.
-        Components tied exactly for the best score (e.g. a scorer whose features are all
-        zero, or l1 norms after a blur, which are equal in exact arithmetic) are ranked by
-        a second norm of `scored` (`_tiebreak_norm`), which permutes exactly too. Only
-        components tied in both (e.g. identical ones, as in a constant input) fall back to
-        the lowest index, which a shift can change. The second norm is computed only when
-        some sample has a tie.
-        """
-        best = ops.max(scores, axis=-1, keepdims=True)
-        is_best = ops.equal(scores, best)
-        tied = ops.any(ops.sum(ops.cast(is_best, "int32"), axis=-1) > 1)
-
-        def tiebreak():
-            x = ops.cast(scored, _validation.scoring_dtype(scored.dtype))
-            second = component_norms(x, self.stride, self._tiebreak_norm)
-            return ops.argmax(ops.where(is_best, second, float("-inf")), axis=-1)
-
-        return ops.cond(tied, tiebreak, lambda: ops.argmax(scores, axis=-1))
 
     def _check_probs(self, probs):
         shape = tuple(probs.shape)
@@ -134,9 +126,9 @@ class APSDownsampling2D(_PolyphaseDownsampling):
     Odd sizes are wrap-padded to a multiple of `stride` (usable, but without the guarantee).
     The guarantee is bitwise: norms are summed in float64, so a shift, which changes the
     order in which pixels are added, never changes which component wins, and components
-    tied exactly are ranked by a second norm (l1 for `norm="l2"`, l2 otherwise). The one
-    exception: components tied in both (e.g. a constant input) go to the lowest index,
-    which a shift can change. Per-pixel terms are float32 under mixed precision.
+    tied exactly are ranked by the sum of their squared per-pixel norms. The one exception:
+    components tied in both (e.g. a constant input) go to the lowest index, which a shift
+    can change. Per-pixel terms are float32 under mixed precision.
 
     Args:
         stride: int >= 2, the subsampling factor per axis.
@@ -177,14 +169,11 @@ class APSDownsampling2D(_PolyphaseDownsampling):
         x = ops.cast(x, _validation.scoring_dtype(x.dtype))
         return component_norms(x, self.stride, self.norm)
 
-    @property
-    def _tiebreak_norm(self):
-        return "l1" if self.norm == "l2" else "l2"
-
     def _select(self, x, training):
-        index = self._hard_index(ops.stop_gradient(self.component_norms(x)), x)
-        return ops.one_hot(index, self.num_components, dtype=_validation.scoring_dtype(
-            x.dtype)), index
+        x = ops.stop_gradient(ops.cast(x, _validation.scoring_dtype(x.dtype)))
+        norms, spread = component_norms(x, self.stride, self.norm, with_spread=True)
+        index = argmax_with_tiebreak(norms, spread)
+        return ops.one_hot(index, self.num_components, dtype=x.dtype), index
 
     def get_config(self):
         config = super().get_config()
@@ -289,13 +278,24 @@ class LPSDownsampling2D(_PolyphaseDownsampling):
         shifted input are a permutation of the unshifted ones, bit for bit."""
         return self.scorer(components, training=training)
 
+    def _input_norms(self, x):
+        """l2 norms of the scored input's components: the tie-break between components
+        whose logits tie exactly (e.g. a scorer whose features are all zero). Computed
+        only when some sample has such a tie."""
+        return component_norms(ops.cast(x, _validation.scoring_dtype(x.dtype)),
+                               self.stride, "l2")
+
     def _select(self, x, training):
         logits = self.compute_logits(polyphase_split(x, self.stride), training=training)
         probs_dtype = _validation.scoring_dtype(x.dtype)
         tau = ops.cast(self.tau, logits.dtype)
         if not training:
             if self.inference_mode == "argmax":
-                index = self._hard_index(logits, x)
+                index = ops.cond(
+                    has_tie(logits),
+                    lambda: argmax_with_tiebreak(logits, self._input_norms(x)),
+                    lambda: ops.argmax(logits, axis=-1),
+                )
                 return ops.one_hot(index, self.num_components, dtype=probs_dtype), index
             return ops.cast(ops.softmax(logits / tau, axis=-1), probs_dtype), None
         if self.train_mode == "gumbel":

@@ -53,7 +53,7 @@ def polyphase_merge(components, stride):
     return ops.reshape(x, (-1, h * s, w * s, c))
 
 
-def component_norms(x, stride, norm):
+def component_norms(x, stride, norm, with_spread=False):
     """Per-sample norms of the `stride**2` polyphase components of NHWC `x`, `[B, s*s]`.
 
     Computed on `x` itself, without splitting it: a per-pixel reduction over channels (a
@@ -64,6 +64,12 @@ def component_norms(x, stride, norm):
     changes, so it accumulates in float64 (see `reductions`) and the norms of `roll(x)`
     are a permutation of those of `x`, bit for bit. The per-pixel reduction runs over
     channels only, in the same order at every pixel.
+
+    With `with_spread=True`, also returns the sum over each component's pixels of the
+    squared per-pixel norm (float64, `[B, s*s]`): a second statistic, as shift-invariant as
+    the norm, that tells apart components whose norms tie (a blur makes the l1 norms of a
+    non-negative input's components equal) at the cost of one reduction of a map with no
+    channel axis.
     """
     s = stride
     shape = ops.shape(x)
@@ -81,7 +87,11 @@ def component_norms(x, stride, norm):
         norms = ops.cast(ops.max(grid, axis=(1, 3)), SELECTION_DTYPE)  # exact in any order
     else:
         norms = invariant_sum(grid, axis=(1, 3))
-    return ops.reshape(norms, (-1, s * s))
+    norms = ops.reshape(norms, (-1, s * s))
+    if not with_spread:
+        return norms
+    grid = ops.cast(grid, SELECTION_DTYPE)
+    return norms, ops.reshape(ops.sum(grid * grid, axis=(1, 3)), (-1, s * s))
 
 
 def gather_component(x, stride, index):

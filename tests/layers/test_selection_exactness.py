@@ -142,7 +142,7 @@ def test_dead_scorer_ties_are_broken_by_the_input_norm():
     assert _flips_on(layer, x, 2) == 0
 
 
-def test_l1_ties_after_a_blur_are_broken_by_the_l2_norm():
+def test_l1_ties_after_a_blur_are_broken_by_the_pixel_spread():
     # A binomial blur gives every component of a non-negative input the same l1 norm in
     # exact arithmetic; in float64 some of them tie exactly.
     x = natural_images(200, 16, CHANNELS, seed=4)
