@@ -32,8 +32,13 @@ import tensorflow as tf
 
 from lps_keras.callbacks import lps_layers
 from lps_keras.data import build_dataset, dataset_info
-from lps_keras.evaluation import LoadedModel, default_eval_mode, evaluate, \
-    settings_from_config, summary
+from lps_keras.evaluation import (
+    LoadedModel,
+    default_eval_mode,
+    evaluate,
+    settings_from_config,
+    summary,
+)
 from lps_keras.training import builders
 from lps_keras.training.distribute import is_chief, worker_index
 
