@@ -1,6 +1,8 @@
 """The default run: a small LPS ResNet on the built-in synthetic_shapes data.
 
-Works on a fresh machine with no data and no network; about 4 minutes on 2 CPU cores.
+Works on a fresh machine with no data and no network; about 2 minutes on 2 idle CPU cores
+(test accuracy ~100%, circular consistency 100%; README "Training and evaluation").
+`--config.model.downsampling=strided` trains the standard network with the same recipe.
 """
 
 from configs.base import get_base_config
@@ -14,10 +16,14 @@ def get_config():
     config.model.stem = "cifar"
     config.model.downsampling = "lps"
     config.model.logits_channels = 8  # narrow scorers: same guarantee, less compute
-    config.data.num_train_examples = 5000
-    config.data.num_eval_examples = 1000
-    config.train.epochs = 2
-    config.train.batch_size = 64
+    config.data.num_train_examples = 10000  # the full train split
+    config.data.num_eval_examples = 2000  # the full test split (never trained on)
+    config.train.epochs = 3
+    # Per step, batch 128 costs about what batch 64 does on 2 CPU cores (one epoch of 10k
+    # images: ~24 s against ~27 s for 5k at batch 64), so the larger batch halves the time.
+    config.train.batch_size = 128
+    # 0.05: the start of training sits on a plateau near chance. At 0.1, one of two seeds
+    # never left it in 3 epochs (0.2 failed too); at 0.05 every seed tried did.
     config.train.learning_rate = 0.05
     config.train.jit_compile = True  # XLA: ResNet-20 trains 2x faster on CPU (benchmarks/)
     config.train.lr_schedule = {"name": "cosine", "warmup_epochs": 0.2}
