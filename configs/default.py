@@ -10,11 +10,14 @@ from configs.base import get_base_config
 
 def get_config():
     config = get_base_config()
-    config.name = "synthetic_shapes_resnet20_lps"
+    config.model.downsampling = "lps"
+    # Follows --config.model.downsampling, so `--config.model.downsampling=strided` gets its
+    # own run directory and export name (runs/synthetic_shapes_resnet20_strided) instead of
+    # resuming the LPS run's checkpoints.
+    config.name = "synthetic_shapes_resnet20_" + config.model.get_ref("downsampling")
     config.data.name = "synthetic_shapes"
     config.model.depth = 20
     config.model.stem = "cifar"
-    config.model.downsampling = "lps"
     config.model.logits_channels = 8  # narrow scorers: same guarantee, less compute
     config.data.num_train_examples = 10000  # the full train split
     config.data.num_eval_examples = 2000  # the full test split (never trained on)
