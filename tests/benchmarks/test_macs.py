@@ -25,8 +25,9 @@ def test_counts_the_scorer_nested_inside_lps():
     outputs = LPSDownsampling2D(2, "conv", hidden_channels=5)(inputs)
     total, _ = count_macs(keras.Model(inputs, outputs), (8, 8, 6))
     # 4 components of 4x4: conv 3x3 6->5; the one-filter circular conv 5->1 before the
-    # global mean runs as a matmul of the pooled features, 5 MACs per component.
-    assert total == 4 * 16 * 5 * 9 * 6 + 4 * 5
+    # global mean runs as a per-pixel product with the kernel summed over its taps,
+    # 5 MACs per pixel.
+    assert total == 4 * 16 * 5 * 9 * 6 + 4 * 16 * 5
 
 
 def test_unknown_shapes_are_refused_with_a_hint():
