@@ -1,4 +1,4 @@
-"""ImageNet ResNet recipe of the LPS paper (DESIGN section 6), shared by its variants."""
+"""ImageNet ResNet recipe of the LPS paper (docs/design.md, section 6), shared by its variants."""
 
 from configs.base import get_base_config
 

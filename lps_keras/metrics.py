@@ -1,4 +1,4 @@
-"""Evaluation protocols for shift invariance and segmentation (DESIGN section 5).
+"""Evaluation protocols for shift invariance and segmentation (docs/design.md, section 5).
 
 Every function returns a percentage and draws its shifts from a seeded generator, per
 image: image `i` always gets the same shifts for a given `seed`, whatever the batch size

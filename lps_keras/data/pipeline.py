@@ -14,7 +14,6 @@ stateless seed from a seeded random stream, so results do not depend on thread t
 epoch draws new augmentations, and rerunning with the same seed repeats everything.
 """
 
-import dataclasses
 import functools
 import os
 
@@ -25,8 +24,15 @@ from lps_keras.data import augment as aug
 from lps_keras.data import cifar, imagenet, synthetic, voc
 from lps_keras.data.errors import DatasetNotFoundError
 
-SYNTHETIC_MEAN = (0.5, 0.5, 0.5)  # colours are uniform over the RGB cube
-SYNTHETIC_STD = (0.29, 0.29, 0.29)  # measured on 10k images (0.290-0.291 per channel)
+# The registry lives in `registry`; its names stay importable from here.
+from lps_keras.data.registry import (  # noqa: F401
+    _INFOS,
+    DATASET_NAMES,
+    SYNTHETIC_MEAN,
+    SYNTHETIC_STD,
+    DatasetInfo,
+    dataset_info,
+)
 
 # Fixed data seeds: the synthetic *data* is one fixed dataset (like CIFAR); the `seed` of
 # `build_dataset` only drives shuffling and augmentation.
@@ -40,137 +46,6 @@ _TOKENS = {
     "imagenet": ("flip", "rrc", "shift"),  # rrc: random-resized crop instead of centre crop
     "segmentation": ("flip", "scale", "shift"),  # scale: random rescale + pad + random crop
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-    """Static facts about a dataset name.
-
-    Attributes:
-        name: The dataset name.
-        task: `"classification"` or `"segmentation"`.
-        num_classes: Number of classes (including background for segmentation); None when
-            it depends on the folder (`image_folder`).
-        image_shape: `(H, W, 3)` of the images `build_dataset` yields by default (the
-            training crop for ImageNet and VOC).
-        mean: Per-channel mean on the 0-1 scale, used by `normalize=True`.
-        std: Per-channel standard deviation on the 0-1 scale.
-        splits: Valid `split` values.
-        default_augment: The training augmentation recipe (see `build_dataset`).
-        ignore_index: Mask value to ignore in losses and metrics (segmentation only).
-        class_names: Class names in label order, when fixed.
-        protocol: The shift-consistency protocol of `lps_keras.metrics` that evaluates
-            classifiers on this data: `"imagenet"` for the ImageNet family (224 crops of
-            256 centre crops, shifts up to 32), `"cifar"` for everything else (shifts of
-            the full image, up to 3). Segmentation data uses mASSC instead.
-    """
-
-    name: str
-    task: str
-    num_classes: int | None
-    image_shape: tuple
-    mean: tuple
-    std: tuple
-    splits: tuple
-    default_augment: str
-    ignore_index: int | None = None
-    class_names: tuple | None = None
-    protocol: str = "cifar"
-
-
-_INFOS = {
-    "synthetic_shapes": DatasetInfo(
-        name="synthetic_shapes",
-        task="classification",
-        num_classes=synthetic.NUM_SHAPE_CLASSES,
-        image_shape=(32, 32, 3),
-        mean=SYNTHETIC_MEAN,
-        std=SYNTHETIC_STD,
-        splits=("train", "validation", "test"),
-        default_augment="flip+shift",
-        class_names=synthetic.SHAPE_NAMES,
-    ),
-    "synthetic_shapes_seg": DatasetInfo(
-        name="synthetic_shapes_seg",
-        task="segmentation",
-        num_classes=synthetic.NUM_SHAPE_CLASSES + 1,
-        image_shape=(64, 64, 3),
-        mean=SYNTHETIC_MEAN,
-        std=SYNTHETIC_STD,
-        splits=("train", "validation", "test"),
-        default_augment="flip",
-        ignore_index=255,
-        class_names=("background",) + synthetic.SHAPE_NAMES,
-    ),
-    "cifar10": DatasetInfo(
-        name="cifar10",
-        task="classification",
-        num_classes=10,
-        image_shape=(32, 32, 3),
-        mean=aug.CIFAR10_MEAN,
-        std=aug.CIFAR10_STD,
-        splits=("train", "test"),
-        default_augment="flip+shift",  # the LPS CIFAR-10 recipe: flip, circular shift +-3
-        class_names=cifar.CIFAR10_CLASS_NAMES,
-    ),
-    "imagenet": DatasetInfo(
-        name="imagenet",
-        protocol="imagenet",
-        task="classification",
-        num_classes=1000,
-        image_shape=(224, 224, 3),
-        mean=aug.IMAGENET_MEAN,
-        std=aug.IMAGENET_STD,
-        splits=("train", "validation"),
-        default_augment="flip",  # resize 256, centre crop 224, flip
-    ),
-    "imagenette": DatasetInfo(
-        name="imagenette",
-        protocol="imagenet",
-        task="classification",
-        num_classes=10,
-        image_shape=(224, 224, 3),
-        mean=aug.IMAGENET_MEAN,
-        std=aug.IMAGENET_STD,
-        splits=("train", "validation"),
-        default_augment="flip",
-    ),
-    "image_folder": DatasetInfo(
-        name="image_folder",
-        protocol="imagenet",
-        task="classification",
-        num_classes=None,
-        image_shape=(224, 224, 3),
-        mean=aug.IMAGENET_MEAN,
-        std=aug.IMAGENET_STD,
-        splits=("train", "validation", "val", "test"),
-        default_augment="flip",
-    ),
-    "voc": DatasetInfo(
-        name="voc",
-        task="segmentation",
-        num_classes=voc.VOC_NUM_CLASSES,
-        image_shape=(512, 512, 3),
-        mean=aug.IMAGENET_MEAN,
-        std=aug.IMAGENET_STD,
-        splits=voc.VOC_SPLITS,
-        default_augment="scale+flip",
-        ignore_index=voc.VOC_IGNORE_INDEX,
-        class_names=voc.VOC_CLASS_NAMES,
-    ),
-}
-DATASET_NAMES = tuple(_INFOS)
-
-
-def dataset_info(name):
-    """Returns the `DatasetInfo` of `name` (see `DATASET_NAMES`).
-
-    Raises:
-        ValueError: unknown name (the message lists the valid ones).
-    """
-    if name not in _INFOS:
-        raise ValueError(f"Unknown dataset {name!r}. Valid names: {', '.join(DATASET_NAMES)}.")
-    return _INFOS[name]
 
 
 def parse_augment(augment, family, training, default):

@@ -121,7 +121,7 @@ def phase_permutation(shift, stride):
 
     Returns `perm` with `perm[k]` = index of the component of `roll(x, shift)` that equals
     (a low-resolution roll of) component `k` of `x`. For stride 2 this is the XOR law of
-    DESIGN section 2. Used by tests and by users checking their own scorers.
+    docs/design.md, section 2. Used by tests and by users checking their own scorers.
     """
     dy, dx = shift
     s = stride

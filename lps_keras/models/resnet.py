@@ -1,10 +1,10 @@
 """ResNet classifiers with strided, BlurPool, APS or LPS downsampling.
 
-Placement (DESIGN section 4): every stride-2 step becomes a stride-1 conv, BN, ReLU and a
-downsampler; shortcuts reuse the main branch's selection. With `padding_mode="circular"`,
-APS/LPS and input sizes divisible by 2**num_downsamplers (32 for the ImageNet stem, 8 for
-CIFAR ResNet-18, 4 for ResNet-20/56), the logits are exactly invariant to circular shifts
-at inference.
+Placement (docs/design.md, section 4): every stride-2 step becomes a stride-1 conv, BN,
+ReLU and a downsampler; shortcuts reuse the main branch's selection. With
+`padding_mode="circular"`, APS/LPS and input sizes divisible by 2**num_downsamplers (32 for
+the ImageNet stem, 8 for CIFAR ResNet-18, 4 for ResNet-20/56), the logits are exactly
+invariant to circular shifts at inference.
 """
 
 import keras
