@@ -13,7 +13,7 @@ import warnings
 
 import keras
 
-from lps_keras.layers import LPSDownsampling2D
+from lps_keras.layers import lps_layers  # re-exported: it lived here before
 
 KINDS = ("step", "multistep")
 INTERPOLATIONS = ("linear", "constant")
@@ -28,36 +28,6 @@ RECIPES = {
 }
 
 __all__ = ["TemperatureSchedule", "lps_layers"]
-
-
-def _walk_layers(layer, seen):
-    if id(layer) in seen:
-        return
-    seen[id(layer)] = layer
-    # `_layers` tracks every sublayer, including those kept as attributes of custom layers
-    # and the layers of nested models; `.layers` is the public fallback.
-    children = getattr(layer, "_layers", None)
-    if children is None:
-        children = getattr(layer, "layers", [])
-    for child in children:
-        _walk_layers(child, seen)
-
-
-def lps_layers(model):
-    """Every `LPSDownsampling2D` inside `model`, nested models and layers included.
-
-    Each layer appears once even when it is shared. Accepts a model or a single layer.
-
-    Example:
-
-    >>> inner = keras.Sequential([keras.Input((8, 8, 4)), LPSDownsampling2D()])
-    >>> outer = keras.Sequential([keras.Input((16, 16, 4)), LPSDownsampling2D(), inner])
-    >>> len(lps_layers(outer))
-    2
-    """
-    seen = {}
-    _walk_layers(model, seen)
-    return [layer for layer in seen.values() if isinstance(layer, LPSDownsampling2D)]
 
 
 def _is_number(value):

@@ -21,7 +21,7 @@ import numbers
 import keras
 from keras import ops
 
-from lps_keras.callbacks import lps_layers
+from lps_keras.layers import lps_layers
 
 __all__ = [
     "ConstantSchedule",

@@ -30,7 +30,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lps_keras.callbacks import lps_layers
 from lps_keras.data import build_dataset, dataset_info
 from lps_keras.evaluation import (
     LoadedModel,
@@ -39,6 +38,7 @@ from lps_keras.evaluation import (
     settings_from_config,
     summary,
 )
+from lps_keras.layers import lps_layers
 from lps_keras.training import builders
 from lps_keras.training.distribute import is_chief, worker_index
 
