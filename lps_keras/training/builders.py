@@ -8,6 +8,7 @@ import tensorflow as tf
 from lps_keras.callbacks import TemperatureSchedule
 from lps_keras.models import deeplabv3plus, resnet
 from lps_keras.training.schedules import exclude_from_weight_decay, make_lr_schedule
+from lps_keras.training.temperature import tau_config
 
 MODEL_KINDS = ("resnet", "deeplabv3plus")
 
@@ -64,11 +65,16 @@ def build_optimizer(train_config, steps_per_epoch, model):
 
 
 def build_tau_schedule(train_config):
+    """The `TemperatureSchedule` of `config.train.tau_schedule`, or None if it is empty.
+
+    The schedule is selected by `name`, a recipe (`"cifar"`, `"imagenet"`, other keys
+    override it) or a kind (`"step"`, `"multistep"`); `kind` is read as a deprecated alias
+    of `name` so the config.json of older runs still loads.
+    """
     cfg = _plain(train_config).get("tau_schedule")
     if not cfg:
         return None
-    cfg = dict(cfg)
-    return TemperatureSchedule(cfg.pop("kind", "step"), **cfg)
+    return TemperatureSchedule.from_dict(tau_config(cfg))
 
 
 def per_example_loss(task, ignore_index=255):
