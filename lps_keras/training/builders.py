@@ -31,11 +31,12 @@ def build_model(model_config, input_shape, num_classes):
     if kind not in MODEL_KINDS:
         raise ValueError(f"config.model.kind must be one of {MODEL_KINDS}; got {kind!r}.")
     lps = cfg.pop("lps", None) or {}
-    channels = cfg.pop("logits_channels", None)
-    if isinstance(channels, list):
-        channels = tuple(channels)
+    # Absent: the model builders' default (`DEFAULT_LOGITS_CHANNELS`); the configs in
+    # configs/ always set it (`configs.base.LOGITS_CHANNELS`).
+    if isinstance(cfg.get("logits_channels"), list):
+        cfg["logits_channels"] = tuple(cfg["logits_channels"])
     common = dict(num_classes=num_classes, input_shape=tuple(input_shape),
-                  lps_kwargs=lps, logits_channels=channels, **cfg)
+                  lps_kwargs=lps, **cfg)
     try:
         if kind == "resnet":
             return resnet(**common)
