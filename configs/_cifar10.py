@@ -1,4 +1,7 @@
-"""CIFAR-10 ResNet-18 recipe of the LPS paper (DESIGN section 6), shared by its variants."""
+"""CIFAR-10 ResNet-18 recipe of the LPS paper, shared by its variants.
+
+See `docs/design.md`, "Reference recipes".
+"""
 
 from configs.base import get_base_config, tau_recipe
 

@@ -1,4 +1,7 @@
-"""ImageNet ResNet recipe of the LPS paper (DESIGN section 6), shared by its variants."""
+"""ImageNet ResNet recipe of the LPS paper, shared by its variants.
+
+See `docs/design.md`, "Reference recipes".
+"""
 
 from configs.base import get_base_config, tau_recipe
 

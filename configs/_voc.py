@@ -1,4 +1,4 @@
-"""PASCAL VOC 2012 DeepLabV3+ recipe of the LPS paper (DESIGN section 6)."""
+"""PASCAL VOC 2012 DeepLabV3+ recipe of the LPS paper (`docs/design.md`, "Reference recipes")."""
 
 from configs.base import deeplab_model_config, get_base_config, tau_recipe
 
