@@ -9,13 +9,14 @@ Re-running the same command resumes from the last completed epoch in --workdir.
 """
 
 import os
-import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+# config_flags loads a config file by path, as a top-level module, so the configs import
+# their shared parts absolutely (`from configs.base import ...`). That resolves because
+# Python puts this script's directory, the repository root, first on sys.path.
 _HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, _HERE)  # so configs can import configs.base
 
 config_flags.DEFINE_config_file(
     "config", os.path.join(_HERE, "configs", "default.py"), "Experiment config file.",

@@ -3,7 +3,7 @@
 See docs/design.md, section 6.
 """
 
-from configs.base import get_base_config
+from configs.base import get_base_config, tau_recipe
 
 
 def cifar10_resnet18(downsampling, antialias=None):
@@ -23,7 +23,6 @@ def cifar10_resnet18(downsampling, antialias=None):
     config.train.momentum = 0.9
     config.train.weight_decay = 5e-4
     config.train.lr_schedule = {"name": "multistep", "milestones": [100], "gamma": 0.1}
-    config.train.tau_schedule = {"kind": "step", "initial_tau": 1.0, "gamma": 0.85,
-                                 "step_size": 10, "min_tau": 0.5}
+    config.train.tau_schedule = tau_recipe("cifar")
     config.eval.max_shift = 3
     return config

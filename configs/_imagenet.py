@@ -1,6 +1,9 @@
-"""ImageNet ResNet recipe of the LPS paper (docs/design.md, section 6), shared by its variants."""
+"""ImageNet ResNet recipe of the LPS paper, shared by its variants.
 
-from configs.base import get_base_config
+See docs/design.md, section 6.
+"""
+
+from configs.base import get_base_config, tau_recipe
 
 
 def imagenet_resnet(depth, downsampling, antialias=None):
@@ -19,9 +22,7 @@ def imagenet_resnet(depth, downsampling, antialias=None):
     config.train.momentum = 0.9
     config.train.weight_decay = 1e-4
     config.train.lr_schedule = {"name": "step", "step_size": 30, "gamma": 0.1}
-    config.train.tau_schedule = {"kind": "multistep", "initial_tau": 1.0,
-                                 "knots": [(62, 0.5), (82, 0.05), (90, 0.01)],
-                                 "interpolation": "linear"}
+    config.train.tau_schedule = tau_recipe("imagenet")
     config.eval.batch_size = 50
     config.eval.max_shift = 32  # ImageNet protocol shifts
     return config

@@ -1,6 +1,6 @@
 """PASCAL VOC 2012 DeepLabV3+ recipe of the LPS paper (docs/design.md, section 6)."""
 
-from configs.base import deeplab_model_config, get_base_config
+from configs.base import deeplab_model_config, get_base_config, tau_recipe
 
 
 def voc_deeplab(backbone):
@@ -16,8 +16,7 @@ def voc_deeplab(backbone):
     config.train.momentum = 0.9
     config.train.weight_decay = 1e-4
     config.train.lr_schedule = {"name": "poly", "power": 0.9}
-    config.train.tau_schedule = {"kind": "step", "initial_tau": 1.0, "gamma": 0.85,
-                                 "step_size": 5, "min_tau": 0.5}
+    config.train.tau_schedule = tau_recipe("cifar", step_size=5)
     config.eval.split = "val"
     config.eval.batch_size = 4
     config.eval.seg_max_shift = 32

@@ -6,7 +6,28 @@ the command line, e.g. `--config.train.epochs=3`.
 
 import ml_collections
 
+from lps_keras.training.temperature import TAU_RECIPES
+
 _LPS_DEFAULTS = {"tau": 1.0, "train_mode": "gumbel", "inference_mode": "argmax", "hard": False}
+
+# LPS scorer width of every config unless it overrides it: None is the full input width of
+# the papers. (The model builders' own default is "auto", a quarter of the input width,
+# `lps_keras.models.blocks.DEFAULT_LOGITS_CHANNELS`; the configs keep the papers' width.)
+# Also "auto", an int, or one value per stage.
+LOGITS_CHANNELS = None
+
+
+def tau_recipe(name, **overrides):
+    """`config.train.tau_schedule` for the named recipe of `TAU_RECIPES` ("cifar",
+    "imagenet"), with its values spelled out so that each is recorded in config.json and
+    can be overridden on the command line (`--config.train.tau_schedule.step_size=2`)."""
+    recipe = {k: v for k, v in TAU_RECIPES[name].items() if k != "kind"}
+    unknown = sorted(set(overrides) - set(recipe))
+    if unknown:
+        raise ValueError(f"{unknown} are not fields of the {name!r} tau recipe: "
+                         f"{sorted(recipe)}.")
+    recipe.update(overrides)
+    return ml_collections.ConfigDict({"name": name, **recipe})
 
 
 def deeplab_model_config(**overrides):
@@ -14,7 +35,7 @@ def deeplab_model_config(**overrides):
     model = {
         "kind": "deeplabv3plus", "backbone": "resnet18", "output_stride": 16,
         "downsampling": "lps", "upsampling": "lpu", "antialias": None,
-        "padding_mode": "circular", "logits_channels": None, "logits_model": "conv",
+        "padding_mode": "circular", "logits_channels": LOGITS_CHANNELS, "logits_model": "conv",
         "sync_bn": False, "lps": dict(_LPS_DEFAULTS),
     }
     model.update(overrides)
@@ -44,7 +65,7 @@ def get_base_config():
     config.model.downsampling = "lps"  # strided | blurpool | aps | lps
     config.model.antialias = ml_collections.config_dict.placeholder(str)  # lowpass3, ddac3
     config.model.padding_mode = "circular"
-    config.model.logits_channels = None  # full width (papers); or "auto", int, per stage
+    config.model.logits_channels = LOGITS_CHANNELS
     config.model.logits_model = "conv"
     config.model.sync_bn = False
     config.model.lps = ml_collections.ConfigDict(_LPS_DEFAULTS)
@@ -62,8 +83,7 @@ def get_base_config():
     config.train.scorer_weight_decay = False  # the papers exclude LPS scorer weights
     config.train.lr_schedule = ml_collections.ConfigDict(
         {"name": "multistep", "milestones": [100], "gamma": 0.1})
-    config.train.tau_schedule = ml_collections.ConfigDict(
-        {"kind": "step", "initial_tau": 1.0, "gamma": 0.85, "step_size": 10, "min_tau": 0.5})
+    config.train.tau_schedule = tau_recipe("cifar")
 
     config.eval = ml_collections.ConfigDict()
     config.eval.split = "test"

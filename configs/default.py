@@ -5,7 +5,7 @@ Works on a fresh machine with no data and no network; about 2 minutes on 2 CPU c
 `--config.model.downsampling=strided` trains the standard network with the same recipe.
 """
 
-from configs.base import get_base_config
+from configs.base import get_base_config, tau_recipe
 
 
 def get_config():
@@ -31,6 +31,5 @@ def get_config():
     config.train.learning_rate = 0.05
     config.train.jit_compile = True  # XLA: ResNet-20 trains 2x faster on CPU (benchmarks/)
     config.train.lr_schedule = {"name": "cosine", "warmup_epochs": 0.2}
-    config.train.tau_schedule = {"kind": "step", "initial_tau": 1.0, "gamma": 0.85,
-                                 "step_size": 1, "min_tau": 0.5}
+    config.train.tau_schedule = tau_recipe("cifar", step_size=1)
     return config

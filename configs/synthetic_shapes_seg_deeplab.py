@@ -3,7 +3,7 @@
 Works with no data and no network (64x64 images with per-pixel shape labels).
 """
 
-from configs.base import deeplab_model_config, get_base_config
+from configs.base import deeplab_model_config, get_base_config, tau_recipe
 
 
 def get_config():
@@ -19,8 +19,7 @@ def get_config():
     config.train.learning_rate = 0.02
     config.train.weight_decay = 1e-4
     config.train.lr_schedule = {"name": "poly", "power": 0.9}
-    config.train.tau_schedule = {"kind": "step", "initial_tau": 1.0, "gamma": 0.85,
-                                 "step_size": 2, "min_tau": 0.5}
+    config.train.tau_schedule = tau_recipe("cifar", step_size=2)
     config.eval.batch_size = 8
     config.eval.num_examples = 100
     config.eval.seg_max_shift = 16

@@ -5,72 +5,29 @@ The temperature `tau` of every `LPSDownsampling2D` is a non-trainable variable; 
 alone, so a run resumed with `fit(..., initial_epoch=N)` continues the same schedule. It
 never changes `tau` per batch (the reference implementation stepped its schedule per
 batch by mistake, annealing hundreds of times too fast).
+
+The schedule math (`tau_at`, validation, recipes) is `lps_keras.training.temperature`;
+this module adds the Keras hooks, and `train.py`'s loop calls the same `set_epoch`.
 """
 
-import math
-import numbers
 import warnings
 
 import keras
 
-from lps_keras.layers import LPSDownsampling2D
+from lps_keras.layers import lps_layers  # re-exported: it lived here before
+from lps_keras.training import temperature as _temperature
+from lps_keras.training.temperature import TauSchedule
 
-KINDS = ("step", "multistep")
-INTERPOLATIONS = ("linear", "constant")
-_ALIASES = {"piecewise": "multistep"}
-
-# Recipes of DESIGN section 6.
-RECIPES = {
-    "cifar": {"kind": "step", "initial_tau": 1.0, "gamma": 0.85, "step_size": 10,
-              "min_tau": 0.5},
-    "imagenet": {"kind": "multistep", "initial_tau": 1.0,
-                 "knots": [(62, 0.5), (82, 0.05), (90, 0.01)], "interpolation": "linear"},
-}
+# Kept importable from here, where they lived before.
+KINDS = _temperature.TAU_KINDS
+INTERPOLATIONS = _temperature.INTERPOLATIONS
+RECIPES = _temperature.TAU_RECIPES
+_ALIASES = _temperature._ALIASES
 
 __all__ = ["TemperatureSchedule", "lps_layers"]
 
 
-def _walk_layers(layer, seen):
-    if id(layer) in seen:
-        return
-    seen[id(layer)] = layer
-    # `_layers` tracks every sublayer, including those kept as attributes of custom layers
-    # and the layers of nested models; `.layers` is the public fallback.
-    children = getattr(layer, "_layers", None)
-    if children is None:
-        children = getattr(layer, "layers", [])
-    for child in children:
-        _walk_layers(child, seen)
-
-
-def lps_layers(model):
-    """Every `LPSDownsampling2D` inside `model`, nested models and layers included.
-
-    Each layer appears once even when it is shared. Accepts a model or a single layer.
-
-    Example:
-
-    >>> inner = keras.Sequential([keras.Input((8, 8, 4)), LPSDownsampling2D()])
-    >>> outer = keras.Sequential([keras.Input((16, 16, 4)), LPSDownsampling2D(), inner])
-    >>> len(lps_layers(outer))
-    2
-    """
-    seen = {}
-    _walk_layers(model, seen)
-    return [layer for layer in seen.values() if isinstance(layer, LPSDownsampling2D)]
-
-
-def _is_number(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _check_positive(name, value):
-    if not _is_number(value) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive number (a temperature); got {value!r}.")
-    return float(value)
-
-
-class TemperatureSchedule(keras.callbacks.Callback):
+class TemperatureSchedule(TauSchedule, keras.callbacks.Callback):
     """Anneals the temperature `tau` of every `LPSDownsampling2D`, once per epoch.
 
     At the start of epoch `e` (0-based, as Keras counts) it assigns `tau_at(e)` to the
@@ -88,7 +45,7 @@ class TemperatureSchedule(keras.callbacks.Callback):
       ImageNet recipe: `knots=[(62, 0.5), (82, 0.05), (90, 0.01)]`, linear, from 1.0.
 
     `TemperatureSchedule.from_recipe("cifar")` / `("imagenet")` build the reference
-    recipes (DESIGN section 6).
+    recipes of the LPS paper (`RECIPES`; docs/design.md, section 6).
 
     Args:
         kind: `"step"` or `"multistep"`.
@@ -110,131 +67,20 @@ class TemperatureSchedule(keras.callbacks.Callback):
 
     def __init__(self, kind="step", *, initial_tau=None, gamma=None, step_size=None,
                  min_tau=None, knots=None, interpolation=None, verbose=0):
-        super().__init__()
-        if not isinstance(kind, str) or _ALIASES.get(kind, kind) not in KINDS:
-            raise ValueError(
-                f"Unknown temperature schedule kind {kind!r}; use one of "
-                f"{KINDS + tuple(_ALIASES)}."
-            )
-        kind = _ALIASES.get(kind, kind)
-        self.kind = kind
+        keras.callbacks.Callback.__init__(self)
+        TauSchedule.__init__(self, kind, initial_tau=initial_tau, gamma=gamma,
+                             step_size=step_size, min_tau=min_tau, knots=knots,
+                             interpolation=interpolation)
         self.verbose = verbose
-        self.gamma = self.step_size = self.min_tau = None
-        self.knots = self.interpolation = None
-        if kind == "step":
-            self._reject_unused(knots=knots, interpolation=interpolation)
-            self.initial_tau = _check_positive(
-                "initial_tau", 1.0 if initial_tau is None else initial_tau)
-            self.gamma = _check_positive("gamma", 0.85 if gamma is None else gamma)
-            step_size = 10 if step_size is None else step_size
-            if isinstance(step_size, bool) or not isinstance(step_size, numbers.Integral) \
-                    or step_size < 1:
-                raise ValueError(
-                    f"`step_size` must be a positive int (epochs between decays); got "
-                    f"{step_size!r}."
-                )
-            self.step_size = int(step_size)
-            self.min_tau = 0.5 if min_tau is None else _check_positive("min_tau", min_tau)
-        else:
-            self._reject_unused(gamma=gamma, step_size=step_size, min_tau=min_tau)
-            self.interpolation = "linear" if interpolation is None else interpolation
-            if self.interpolation not in INTERPOLATIONS:
-                raise ValueError(
-                    f"`interpolation` must be one of {INTERPOLATIONS}; got {interpolation!r}."
-                )
-            self.knots = self._check_knots(knots)
-            if self.knots[0][0] == 0:
-                if initial_tau is not None and float(initial_tau) != self.knots[0][1]:
-                    raise ValueError(
-                        f"`initial_tau={initial_tau!r}` contradicts the knot (0, "
-                        f"{self.knots[0][1]}); give the epoch-0 value only once."
-                    )
-                self.initial_tau = self.knots[0][1]
-            else:
-                self.initial_tau = _check_positive(
-                    "initial_tau", 1.0 if initial_tau is None else initial_tau)
         self._lps_layers = None
-
-    def _reject_unused(self, **kwargs):
-        unused = sorted(name for name, value in kwargs.items() if value is not None)
-        if unused:
-            other = "step" if self.kind == "multistep" else "multistep"
-            raise ValueError(
-                f"{unused} only apply to kind={other!r}; they have no effect with "
-                f"kind={self.kind!r}. Remove them or change `kind`."
-            )
-
-    @staticmethod
-    def _check_knots(knots):
-        if knots is None or len(knots) == 0:
-            raise ValueError(
-                "kind='multistep' needs `knots`, a list of (epoch, tau) pairs, e.g. "
-                "[(62, 0.5), (82, 0.05), (90, 0.01)]."
-            )
-        checked = []
-        for knot in knots:
-            if not isinstance(knot, (tuple, list)) or len(knot) != 2:
-                raise ValueError(f"Each knot must be an (epoch, tau) pair; got {knot!r}.")
-            epoch, tau = knot
-            if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
-                raise ValueError(f"Knot epochs must be non-negative ints; got {epoch!r}.")
-            checked.append((int(epoch), _check_positive("knot tau", tau)))
-        epochs = [epoch for epoch, _ in checked]
-        if any(b <= a for a, b in zip(epochs[:-1], epochs[1:], strict=True)):
-            raise ValueError(
-                f"Knot epochs must be strictly increasing (sorted, no repeats); got {epochs}."
-            )
-        return checked
-
-    @classmethod
-    def from_recipe(cls, name, **overrides):
-        """The reference schedule `"cifar"` or `"imagenet"` (DESIGN section 6)."""
-        if name not in RECIPES:
-            raise ValueError(f"Unknown recipe {name!r}; use one of {tuple(RECIPES)}.")
-        config = dict(RECIPES[name])
-        config.update(overrides)
-        return cls.from_dict(config)
-
-    def tau_at(self, epoch):
-        """Temperature for the 0-based `epoch` (a pure function of the epoch index)."""
-        if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
-            raise ValueError(f"`epoch` must be a non-negative int; got {epoch!r}.")
-        epoch = int(epoch)
-        if self.kind == "step":
-            return max(self.initial_tau * self.gamma ** (epoch // self.step_size),
-                       self.min_tau)
-        knots = self.knots
-        if knots[0][0] > 0:
-            knots = [(0, self.initial_tau)] + knots
-        if epoch >= knots[-1][0]:
-            return knots[-1][1]
-        for (e0, t0), (e1, t1) in zip(knots[:-1], knots[1:], strict=True):
-            if e0 <= epoch < e1:
-                if self.interpolation == "constant":
-                    return t0
-                return t0 + (t1 - t0) * (epoch - e0) / (e1 - e0)
-        raise AssertionError("unreachable: knots cover every epoch")
 
     def to_dict(self):
         """Plain-dict config; `TemperatureSchedule.from_dict(d)` rebuilds the schedule."""
-        config = {"kind": self.kind, "initial_tau": self.initial_tau}
-        if self.kind == "step":
-            config.update(gamma=self.gamma, step_size=self.step_size, min_tau=self.min_tau)
-        else:
-            config.update(knots=[list(k) for k in self.knots],
-                          interpolation=self.interpolation)
+        config = TauSchedule.to_dict(self)
         config["verbose"] = self.verbose
         return config
 
     get_config = to_dict
-
-    @classmethod
-    def from_dict(cls, config):
-        config = dict(config)
-        kind = config.pop("kind", "step")
-        if "knots" in config and config["knots"] is not None:
-            config["knots"] = [tuple(k) for k in config["knots"]]
-        return cls(kind, **config)
 
     def _find_layers(self):
         layers = lps_layers(self.model)
@@ -242,7 +88,7 @@ class TemperatureSchedule(keras.callbacks.Callback):
             warnings.warn(
                 "TemperatureSchedule: the model has no LPSDownsampling2D layer, so there is "
                 "no temperature to schedule; the callback does nothing.",
-                stacklevel=3,
+                stacklevel=4,
             )
         unbuilt = [layer.name for layer in layers if not hasattr(layer, "tau")]
         if unbuilt:
@@ -256,12 +102,23 @@ class TemperatureSchedule(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._lps_layers = None
 
-    def on_epoch_begin(self, epoch, logs=None):
-        if self._lps_layers is None:
-            self._lps_layers = self._find_layers()
+    def set_epoch(self, epoch, layers=None):
+        """Assigns `tau_at(epoch)` to the `tau` of every LPS layer; returns the value.
+
+        `layers` defaults to the LPS layers of the callback's model (found once per
+        `fit`); the training loop of `train.py` passes its own list.
+        """
+        if layers is None:
+            if self._lps_layers is None:
+                self._lps_layers = self._find_layers()
+            layers = self._lps_layers
         value = self.tau_at(epoch)
-        for layer in self._lps_layers:
+        for layer in layers:
             layer.tau.assign(value)
+        return value
+
+    def on_epoch_begin(self, epoch, logs=None):
+        value = self.set_epoch(epoch)
         if self.verbose:
             print(f"\nEpoch {epoch + 1}: TemperatureSchedule sets tau to {value:.6g}.")
 

@@ -62,3 +62,19 @@ def test_recipes_match_the_papers():
         (62, 0.5), (82, 0.05), (90, 0.01)]
     voc = load("voc_deeplabv3plus_resnet101_lps.py")
     assert voc.data.crop_size % 32 == 0 and voc.model.upsampling == "lpu"
+
+
+def test_tau_schedules_name_their_recipe():
+    """Configs select a tau schedule by `name` (a recipe), not by `kind`; values unchanged."""
+    expected = {"cifar10_resnet18_lps.py": ("cifar", 10), "default.py": ("cifar", 1),
+                "synthetic_shapes_seg_deeplab.py": ("cifar", 2),
+                "voc_deeplabv3plus_resnet18_lps.py": ("cifar", 5),
+                "imagenet_resnet18_lps.py": ("imagenet", None)}
+    for name, (recipe, step_size) in expected.items():
+        tau = load(name).train.tau_schedule
+        assert tau.name == recipe and "kind" not in tau
+        schedule = builders.build_tau_schedule(load(name).train)
+        assert schedule.step_size == step_size
+    assert load("default.py").model.logits_channels == 8
+    assert load("cifar10_resnet18_lps.py").model.logits_channels is None
+    assert load("voc_deeplabv3plus_resnet18_lps.py").model.logits_channels is None

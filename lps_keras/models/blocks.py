@@ -28,6 +28,8 @@ BN_EPSILON = 1e-5
 # the strided MACs); a quarter keeps it at 1.5x. Width never affects the invariance.
 AUTO_WIDTH_DIVISOR = 4
 AUTO_WIDTH_MIN = 8
+# The default LPS scorer width of every model builder (`resnet`, `deeplabv3plus`, blocks).
+DEFAULT_LOGITS_CHANNELS = "auto"
 
 
 def scorer_width(logits_channels, in_channels):
@@ -109,7 +111,7 @@ class Builder:
         x = self.bn(x, f"{name}_bn")
         return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
-    def downsample(self, x, name, logits_channels="auto", probs=None):
+    def downsample(self, x, name, logits_channels=DEFAULT_LOGITS_CHANNELS, probs=None):
         """Replaces a stride-2 step; returns `(y, probs)` (`probs` None for fixed grids).
 
         Given `probs`, applies that selection (shortcuts) and makes no scorer.
@@ -137,7 +139,7 @@ class Builder:
         return get_antialias(self.antialias, padding_mode=self.padding_mode, name=name)
 
 
-def basic_block(b, x, filters, stride, name, dilation=1, logits_channels="auto"):
+def basic_block(b, x, filters, stride, name, dilation=1, logits_channels=DEFAULT_LOGITS_CHANNELS):
     """ResNet BasicBlock; returns `(x, probs)` (`probs` None when nothing selects)."""
     in_channels = x.shape[-1]
     probs = None
@@ -153,8 +155,8 @@ def basic_block(b, x, filters, stride, name, dilation=1, logits_channels="auto")
     return keras.layers.ReLU(name=f"{name}_out")(x), probs
 
 
-def bottleneck_block(b, x, filters, stride, name, dilation=1, logits_channels="auto",
-                     expansion=4):
+def bottleneck_block(b, x, filters, stride, name, dilation=1,
+                     logits_channels=DEFAULT_LOGITS_CHANNELS, expansion=4):
     """ResNet v1.5 Bottleneck (stride on the 3x3 conv); returns `(x, probs)`."""
     in_channels = x.shape[-1]
     probs = None

@@ -3,7 +3,7 @@
 import keras
 
 from lps_keras.layers import InvariantGlobalAveragePooling2D, PolyphaseUpsampling2D
-from lps_keras.models.blocks import Builder
+from lps_keras.models.blocks import DEFAULT_LOGITS_CHANNELS, Builder
 from lps_keras.models.resnet import resnet_features
 
 BACKBONES = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101}
@@ -72,10 +72,10 @@ def _aspp(b, x, rates, filters, name):
 
 def deeplabv3plus(backbone="resnet18", num_classes=21, input_shape=(None, None, 3),
                   output_stride=16, downsampling="lps", upsampling="lpu", antialias=None,
-                  padding_mode="circular", logits_channels="auto", logits_model="conv",
-                  lps_kwargs=None, sync_bn=False, aspp_filters=256, decoder_filters=256,
-                  low_level_filters=48, lpu_antialias="lowpass3", score_unfiltered=True,
-                  name=None):
+                  padding_mode="circular", logits_channels=DEFAULT_LOGITS_CHANNELS,
+                  logits_model="conv", lps_kwargs=None, sync_bn=False, aspp_filters=256,
+                  decoder_filters=256, low_level_filters=48, lpu_antialias="lowpass3",
+                  score_unfiltered=True, name=None):
     """DeepLabV3+ on a ResNet backbone (ImageNet stem).
 
     Args:

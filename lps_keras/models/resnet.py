@@ -10,7 +10,13 @@ invariant to circular shifts at inference.
 import keras
 
 from lps_keras.layers.pooling import InvariantGlobalAveragePooling2D
-from lps_keras.models.blocks import Builder, basic_block, bottleneck_block, scorer_width
+from lps_keras.models.blocks import (
+    DEFAULT_LOGITS_CHANNELS,
+    Builder,
+    basic_block,
+    bottleneck_block,
+    scorer_width,
+)
 
 # depth: (block kind, blocks per stage, stage widths)
 _IMAGENET_STAGES = (64, 128, 256, 512)
@@ -42,8 +48,9 @@ def _stage_widths(logits_channels, num_stages):
 
 
 def resnet_features(inputs, depth, stem="imagenet", downsampling="strided", antialias=None,
-                    padding_mode="circular", logits_channels="auto", logits_model="conv",
-                    lps_kwargs=None, sync_bn=False, output_stride=None, score_unfiltered=True):
+                    padding_mode="circular", logits_channels=DEFAULT_LOGITS_CHANNELS,
+                    logits_model="conv", lps_kwargs=None, sync_bn=False, output_stride=None,
+                    score_unfiltered=True):
     """Builds the ResNet body on `inputs`; for models that tap intermediate features.
 
     Args:
@@ -124,8 +131,9 @@ def resnet_features(inputs, depth, stem="imagenet", downsampling="strided", anti
 
 
 def resnet(depth, num_classes=1000, input_shape=None, stem="imagenet", downsampling="strided",
-           antialias=None, padding_mode="circular", logits_channels="auto", logits_model="conv",
-           lps_kwargs=None, include_top=True, sync_bn=False, dropout=0.0, score_unfiltered=True,
+           antialias=None, padding_mode="circular", logits_channels=DEFAULT_LOGITS_CHANNELS,
+           logits_model="conv", lps_kwargs=None, include_top=True, sync_bn=False, dropout=0.0,
+           score_unfiltered=True,
            name=None):
     """A ResNet classifier.
 

@@ -1,4 +1,4 @@
-"""Training utilities: epoch-based learning-rate schedules and weight-decay helpers."""
+"""Training utilities: epoch-based learning-rate and temperature schedules, weight decay."""
 
 from lps_keras.training.schedules import (
     SCHEDULES,
@@ -10,6 +10,11 @@ from lps_keras.training.schedules import (
     exclude_from_weight_decay,
     make_lr_schedule,
 )
+from lps_keras.training.temperature import (
+    TAU_RECIPES,
+    TauSchedule,
+    make_tau_schedule,
+)
 
 __all__ = [
     "SCHEDULES",
@@ -18,6 +23,9 @@ __all__ = [
     "MultiStepSchedule",
     "PolySchedule",
     "StepSchedule",
+    "TAU_RECIPES",
+    "TauSchedule",
     "exclude_from_weight_decay",
     "make_lr_schedule",
+    "make_tau_schedule",
 ]

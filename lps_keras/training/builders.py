@@ -8,6 +8,7 @@ import tensorflow as tf
 from lps_keras.callbacks import TemperatureSchedule
 from lps_keras.models import deeplabv3plus, resnet
 from lps_keras.training.schedules import exclude_from_weight_decay, make_lr_schedule
+from lps_keras.training.temperature import tau_config
 
 MODEL_KINDS = ("resnet", "deeplabv3plus")
 
@@ -30,11 +31,12 @@ def build_model(model_config, input_shape, num_classes):
     if kind not in MODEL_KINDS:
         raise ValueError(f"config.model.kind must be one of {MODEL_KINDS}; got {kind!r}.")
     lps = cfg.pop("lps", None) or {}
-    channels = cfg.pop("logits_channels", None)
-    if isinstance(channels, list):
-        channels = tuple(channels)
+    # Absent: the model builders' default (`DEFAULT_LOGITS_CHANNELS`); the configs in
+    # configs/ always set it (`configs.base.LOGITS_CHANNELS`).
+    if isinstance(cfg.get("logits_channels"), list):
+        cfg["logits_channels"] = tuple(cfg["logits_channels"])
     common = dict(num_classes=num_classes, input_shape=tuple(input_shape),
-                  lps_kwargs=lps, logits_channels=channels, **cfg)
+                  lps_kwargs=lps, **cfg)
     try:
         if kind == "resnet":
             return resnet(**common)
@@ -64,11 +66,16 @@ def build_optimizer(train_config, steps_per_epoch, model):
 
 
 def build_tau_schedule(train_config):
+    """The `TemperatureSchedule` of `config.train.tau_schedule`, or None if it is empty.
+
+    The schedule is selected by `name`, a recipe (`"cifar"`, `"imagenet"`, other keys
+    override it) or a kind (`"step"`, `"multistep"`); `kind` is read as a deprecated alias
+    of `name` so the config.json of older runs still loads.
+    """
     cfg = _plain(train_config).get("tau_schedule")
     if not cfg:
         return None
-    cfg = dict(cfg)
-    return TemperatureSchedule(cfg.pop("kind", "step"), **cfg)
+    return TemperatureSchedule.from_dict(tau_config(cfg))
 
 
 def per_example_loss(task, ignore_index=255):

@@ -2,9 +2,10 @@
 
 Keras optimizers call a schedule with the global step (`optimizer.iterations`); these
 schedules take `steps_per_epoch` so that recipes can be written in epochs, as the papers
-do (DESIGN section 6). All epoch numbers are absolute (epoch 100 is the 100th epoch of the
-run, warm-up included). Warm-up multiplies the schedule by a linear ramp
-`min(1, (step + 1) / warmup_steps)`, so the first step already has a non-zero rate.
+do (the recipes: docs/design.md, section 6). All epoch numbers are absolute
+(epoch 100 is the 100th epoch of the run, warm-up included). Warm-up multiplies the
+schedule by a linear ramp `min(1, (step + 1) / warmup_steps)`, so the first step already
+has a non-zero rate.
 
 Example:
 
@@ -21,7 +22,7 @@ import numbers
 import keras
 from keras import ops
 
-from lps_keras.callbacks import lps_layers
+from lps_keras.layers import lps_layers
 
 __all__ = [
     "ConstantSchedule",

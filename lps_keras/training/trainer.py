@@ -30,7 +30,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lps_keras.callbacks import lps_layers
 from lps_keras.data import build_dataset, dataset_info
 from lps_keras.evaluation import (
     LoadedModel,
@@ -39,6 +38,7 @@ from lps_keras.evaluation import (
     settings_from_config,
     summary,
 )
+from lps_keras.layers import lps_layers
 from lps_keras.training import builders
 from lps_keras.training.distribute import is_chief, worker_index
 
@@ -176,10 +176,7 @@ class Trainer:
              f"{self.global_batch} images, {self.strategy.num_replicas_in_sync} replica(s).")
 
         for epoch in range(start_epoch, epochs):
-            tau = tau_schedule.tau_at(epoch) if tau_schedule is not None else None
-            if tau is not None:
-                for layer in lps:
-                    layer.tau.assign(tau)
+            tau = tau_schedule.set_epoch(epoch, lps) if tau_schedule is not None else None
             # A fresh, epoch-seeded pipeline: a resumed run sees the same data order.
             data = self._dataset("train", True, int(cfg.seed) * 100_003 + epoch)
             dist = iter(self.strategy.experimental_distribute_dataset(data))
