@@ -51,10 +51,11 @@ FLAGS = flags.FLAGS
 
 def _load(path, what):
     from lps_keras.evaluation import LoadedModel
+    from lps_keras.rundir import InvalidJSONError
 
     try:
         return LoadedModel(path)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, InvalidJSONError) as e:
         raise app.UsageError(f"--{what}: {e}") from None
 
 
@@ -79,6 +80,7 @@ def main(argv):
                                       plot_consistency, plot_segmentation_examples,
                                       settings_from_config, summary)
     from lps_keras.evaluation.loading import load_arrays
+    from lps_keras.rundir import CONFIG
 
     start = time.time()
     model = _load(FLAGS.model, "model")
@@ -86,7 +88,7 @@ def main(argv):
     dataset = FLAGS.dataset or model.dataset
     if not dataset:
         raise app.UsageError(
-            f"--dataset is required: {model.path} names no dataset (no config.json beside "
+            f"--dataset is required: {model.path} names no dataset (no {CONFIG} beside "
             "it, and no 'dataset' in an export_metadata.json). Pass e.g. "
             "--dataset=synthetic_shapes.")
     try:

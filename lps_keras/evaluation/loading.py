@@ -5,7 +5,6 @@ model is wrapped with the dataset's mean/std, an exported SavedModel normalises 
 signature. Its forward pass is one `tf.function` (traced once per input shape).
 """
 
-import json
 import os
 import re
 
@@ -13,14 +12,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from lps_keras import rundir
 from lps_keras.data import build_dataset, dataset_info
 
 _SYNTHETIC = ("synthetic_shapes", "synthetic_shapes_seg")
-
-
-def _read_json(path):
-    with open(path) as f:
-        return json.load(f)
 
 
 class LoadedModel:
@@ -48,6 +43,8 @@ class LoadedModel:
 
     Raises:
         FileNotFoundError: with a message saying what was expected at `path`.
+        lps_keras.rundir.InvalidJSONError: (a ValueError) naming a `config.json` or
+            `export_metadata.json` that is not valid JSON.
     """
 
     def __init__(self, path, mean=None, std=None, name=None):
@@ -58,20 +55,19 @@ class LoadedModel:
         self.run_dir = None
         self._keras = None
         self._serve = None
-        if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
+        if rundir.is_run_directory(path):
             self.run_dir = path
-            keras_path = os.path.join(path, "model.keras")
+            keras_path = rundir.RunDirectory(path).model_path
             if not os.path.exists(keras_path):
                 raise FileNotFoundError(
-                    f"Run directory {path} has no model.keras: the run has not finished. "
+                    f"Run directory {path} has no {rundir.MODEL}: the run has not finished. "
                     "Re-run train.py with the same flags to resume and complete it."
                 )
             path = keras_path
-        elif path.endswith(".keras") and os.path.exists(
-                os.path.join(os.path.dirname(path), "config.json")):
+        elif path.endswith(".keras") and rundir.is_run_directory(os.path.dirname(path)):
             self.run_dir = os.path.dirname(path)
         if self.run_dir is not None:
-            self.config = _read_json(os.path.join(self.run_dir, "config.json"))
+            self.config = rundir.RunDirectory(self.run_dir).read_config()
         if path.endswith(".keras"):
             if not os.path.exists(path):
                 raise FileNotFoundError(f"No Keras model file at {path}.")
@@ -83,7 +79,7 @@ class LoadedModel:
 
             meta_path = os.path.join(path, METADATA_FILENAME)
             if os.path.exists(meta_path):
-                self.metadata = _read_json(meta_path)
+                self.metadata = rundir.read_json(meta_path)
             self._loaded = tf.saved_model.load(path)  # keeps the variables alive
             self._serve = self._loaded.signatures.get("serving_float") or \
                 self._loaded.signatures["serving_default"]
@@ -92,7 +88,7 @@ class LoadedModel:
             self._input_dtype = spec.dtype
         else:
             raise FileNotFoundError(
-                f"{path} is neither a run directory (with config.json), a .keras file nor a "
+                f"{path} is neither a run directory (with {rundir.CONFIG}), a .keras file nor a "
                 "SavedModel directory (with saved_model.pb)."
             )
         self.name = name or self._default_name()
@@ -187,9 +183,9 @@ def default_output_dir(model, cwd=None):
     it) or beside a `.keras` file the user keeps elsewhere.
     """
     if model.run_dir:
-        return os.path.join(model.run_dir, "eval")
+        return rundir.RunDirectory(model.run_dir).eval_dir
     label = re.sub(r"[^A-Za-z0-9._-]+", "_", model.name).strip("._") or "model"
-    return os.path.join(os.path.abspath(cwd or os.getcwd()), "eval", label)
+    return os.path.join(os.path.abspath(cwd or os.getcwd()), rundir.EVAL, label)
 
 
 def load_arrays(dataset, split, data_dir=None, num_examples=None, seed=0, image_size=None,

@@ -4,7 +4,7 @@ One custom loop serves every strategy: `model.fit` fails under MultiWorkerMirror
 in TF 2.21, while `strategy.run` + `compute_average_loss` works under
 all of them and gives identical weights on every replica.
 
-A run directory holds:
+A run directory (layout in `lps_keras.rundir`) holds:
 - `config.json`: the resolved config, written at start;
 - `checkpoints/`: model, optimizer, epoch counter and Gumbel seed states after each epoch
   (`tf.train.CheckpointManager`: a crash mid-save leaves the previous one valid);
@@ -21,7 +21,6 @@ Set `LPS_KERAS_WEIGHTS_CHECKSUM=1` to make every process print
 workers with it).
 """
 
-import json
 import os
 import shutil
 import time
@@ -39,6 +38,7 @@ from lps_keras.evaluation import (
     summary,
 )
 from lps_keras.layers import lps_layers
+from lps_keras.rundir import RunDirectory
 from lps_keras.training import builders
 from lps_keras.training.distribute import is_chief, worker_index
 
@@ -65,7 +65,8 @@ class Trainer:
 
     def __init__(self, config, workdir, strategy):
         self.config = config
-        self.workdir = os.path.abspath(workdir)
+        self.run_dir = RunDirectory(workdir)
+        self.workdir = self.run_dir.path
         self.strategy = strategy
         self.info = dataset_info(config.data.name)
         self.task = self.info.task
@@ -138,8 +139,7 @@ class Trainer:
         chief = is_chief()
         os.makedirs(self.workdir, exist_ok=True)
         if chief:
-            with open(os.path.join(self.workdir, "config.json"), "w") as f:
-                f.write(cfg.to_json_best_effort(indent=2, sort_keys=True))
+            self.run_dir.write_config(cfg.to_json_best_effort(indent=2, sort_keys=True))
         keras.utils.set_random_seed(int(cfg.seed))
 
         probe = self._dataset("train", True, cfg.seed)
@@ -154,22 +154,23 @@ class Trainer:
             epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var,
                                          seed_states=_seed_states(model))
-        ckpt_dir = os.path.join(self.workdir, "checkpoints")
+        ckpt_dir = self.run_dir.checkpoints
         if not chief:  # every worker must save; only the chief's copy is kept
-            ckpt_dir = os.path.join(self.workdir, f".worker{worker_index()[1]}")
+            ckpt_dir = self.run_dir.worker_checkpoints(worker_index()[1])
         manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=2)
         if manager.latest_checkpoint:
             checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
             _log(f"Resuming from {manager.latest_checkpoint} (epoch {int(epoch_var.numpy())}).")
         start_epoch = int(epoch_var.numpy())
         epochs = int(cfg.train.epochs)
-        history = self._load_history(start_epoch) if chief else []
+        # Epochs after start_epoch were written but not checkpointed: they go.
+        history = self.run_dir.truncate_history(start_epoch) if chief else []
 
         tau_schedule = builders.build_tau_schedule(cfg.train)
         lps = lps_layers(model)
         train_step = self._make_train_step(model, optimizer,
                                            builders.per_example_loss(self.task))
-        writer = tf.summary.create_file_writer(os.path.join(self.workdir, "tensorboard")) \
+        writer = tf.summary.create_file_writer(self.run_dir.tensorboard) \
             if chief else tf.summary.create_noop_writer()
         _log(f"Training {model.name} ({model.count_params():,} parameters) on "
              f"{cfg.data.name}: epochs {start_epoch + 1}-{epochs}, {steps} steps of "
@@ -195,7 +196,7 @@ class Trainer:
                       "learning_rate": float(optimizer.learning_rate),
                       "seconds": time.time() - start}
             if chief:
-                self._append_history(record)
+                self.run_dir.append_history(record)
                 history.append(record)
                 with writer.as_default(step=epoch + 1):
                     for key in ("loss", "accuracy", "learning_rate"):
@@ -219,13 +220,12 @@ class Trainer:
                                     "accuracy": "percent (0-100), on the training batches",
                                     "learning_rate": "at the end of the epoch",
                                     "seconds": "wall-clock time of the epoch"}
-        keras_path = os.path.join(self.workdir, "model.keras")
+        keras_path = self.run_dir.model_path
         model.save(keras_path)
         results["keras_model"] = keras_path
         if cfg.export.enabled:
             results["saved_model"] = self.export(model)
-        with open(os.path.join(self.workdir, "results.json"), "w") as f:
-            json.dump(results, f, indent=2, default=float)
+        self.run_dir.write_results(results)
         _log(f"Test ({results['num_examples']} images): {summary(results)}")
         if "per_class_iou" in results:
             _log("IoU per class: " + ", ".join(
@@ -234,26 +234,6 @@ class Trainer:
         _log(f"Model written to {keras_path}" + (
             f"; SavedModel to {results['saved_model']}" if "saved_model" in results else ""))
         return results
-
-    # ----------------------------------------------------------------- history
-    def _history_path(self):
-        return os.path.join(self.workdir, "history.jsonl")
-
-    def _load_history(self, start_epoch):
-        """Epochs before `start_epoch`; later lines (written, not checkpointed) go."""
-        path = self._history_path()
-        if not os.path.exists(path):
-            return []
-        with open(path) as f:
-            records = [json.loads(line) for line in f if line.strip()]
-        records = [r for r in records if r["epoch"] <= start_epoch]
-        with open(path, "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in records)
-        return records
-
-    def _append_history(self, record):
-        with open(self._history_path(), "a") as f:
-            f.write(json.dumps(record) + "\n")
 
     # ----------------------------------------------------------------- eval/export
     def evaluate(self, model):

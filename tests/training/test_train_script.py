@@ -12,6 +12,8 @@ import keras
 import numpy as np
 import pytest
 
+from lps_keras.rundir import RunDirectory
+
 REPO = Path(__file__).resolve().parents[2]
 
 # A reduced default run: same code path, a few small steps (XLA off: compiling it costs
@@ -42,8 +44,7 @@ def _train(args, timeout=480, checksum=False, **kwargs):
 
 
 def _history(workdir):
-    with open(Path(workdir) / "history.jsonl") as f:
-        return [json.loads(line) for line in f]
+    return RunDirectory(workdir).load_history()
 
 
 def test_reduced_default_run_trains_evaluates_and_exports(tmp_path):
