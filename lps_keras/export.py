@@ -30,8 +30,6 @@ mid-export can leave one behind, which is safe to delete.
 
 import datetime
 import json
-import math
-import numbers
 import os
 import secrets
 import shutil
@@ -39,6 +37,8 @@ import shutil
 import keras
 import numpy as np
 import tensorflow as tf
+
+from lps_keras.checks import check_non_negative_int, check_positive_number, is_int
 
 TASKS = ("auto", "classification", "segmentation")
 UINT8_SIGNATURE = "serving_default"
@@ -133,7 +133,7 @@ def export_saved_model(model, export_dir, *, name=None, version=None, task="auto
     std = _per_channel(std, 1.0, "std")
     if any(s <= 0 for s in std):
         raise ValueError(f"`std` must be positive; got {std}.")
-    input_scale = _positive_number(input_scale, "input_scale")
+    input_scale = check_positive_number("input_scale", input_scale)
     class_names = _check_class_names(class_names, num_classes)
     if dataset is not None and (not isinstance(dataset, str) or not dataset):
         raise ValueError(f"`dataset` must be a non-empty string or None; got {dataset!r}.")
@@ -231,11 +231,11 @@ def _resolve_task(task, output_shape):
 def _served_size(input_hw, image_size):
     if image_size is None:
         return tuple(input_hw)
-    if _is_int(image_size):
+    if is_int(image_size):
         image_size = (image_size, image_size)
     image_size = tuple(image_size) if isinstance(image_size, (tuple, list)) else image_size
     if (not isinstance(image_size, tuple) or len(image_size) != 2
-            or not all(_is_int(d) and d > 0 for d in image_size)):
+            or not all(is_int(d) and d > 0 for d in image_size)):
         raise ValueError(
             f"`image_size` must be None, a positive int or (height, width); got {image_size!r}."
         )
@@ -267,14 +267,6 @@ def _per_channel(value, default, what):
     return tuple(float(v) for v in values)
 
 
-def _positive_number(value, what):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"`{what}` must be a positive number; got {value!r}.")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"`{what}` must be a positive number; got {value!r}.")
-    return float(value)
-
-
 def _check_class_names(class_names, num_classes):
     if class_names is None:
         return None
@@ -299,17 +291,10 @@ def _check_name(name):
     return name
 
 
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _check_version(version):
-    if not _is_int(version) or version < 0:
-        raise ValueError(
-            f"`version` must be a non-negative int (TF Serving reads integer directory "
-            f"names) or None for the next free version; got {version!r}."
-        )
-    return int(version)
+    return check_non_negative_int(
+        "version", version,
+        note=" (TF Serving reads integer directory names) or None for the next free version")
 
 
 def _exists_error(path):

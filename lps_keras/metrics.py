@@ -29,10 +29,11 @@ Example:
 """
 
 import inspect
-import numbers
 
 import keras
 import numpy as np
+
+from lps_keras.checks import check_choice, check_int
 
 MODES = ("circular", "standard")
 PROTOCOLS = ("cifar", "imagenet")
@@ -65,26 +66,14 @@ __all__ = [
 # Argument checks
 
 
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {choices}; got {value!r}.")
-    return value
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"`{name}` must be an int >= {minimum}; got {value!r}.")
-    return int(value)
-
-
 def _check_seed(seed):
-    return _check_int("seed", seed, 0)
+    return check_int("seed", seed, 0)
 
 
 def _resolve_max_shift(max_shift, protocol):
     if max_shift is None:
         return DEFAULT_MAX_SHIFT[protocol]
-    return _check_int("max_shift", max_shift, 1 if protocol == "imagenet" else 0)
+    return check_int("max_shift", max_shift, 1 if protocol == "imagenet" else 0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -131,10 +120,10 @@ def consistency_shifts(num_images, *, mode="circular", protocol="cifar", max_shi
     >>> consistency_shifts(4, seed=0).shape
     (4, 2, 2)
     """
-    _check_choice("mode", mode, MODES)
-    _check_choice("protocol", protocol, PROTOCOLS)
+    check_choice("mode", mode, MODES)
+    check_choice("protocol", protocol, PROTOCOLS)
     max_shift = _resolve_max_shift(max_shift, protocol)
-    num_images = _check_int("num_images", num_images, 0)
+    num_images = check_int("num_images", num_images, 0)
     seed = _check_seed(seed)
     if protocol == "cifar":
         low, high = -max_shift, max_shift + 1
@@ -142,7 +131,7 @@ def consistency_shifts(num_images, *, mode="circular", protocol="cifar", max_shi
         low, high = -max_shift, max_shift
     else:
         low, high = 0, max_shift
-    return _per_image_integers(seed, _STREAM_PAIRS, _check_int("start", start, 0),
+    return _per_image_integers(seed, _STREAM_PAIRS, check_int("start", start, 0),
                                num_images, low, high, (2, 2))
 
 
@@ -156,11 +145,11 @@ def segmentation_shifts(num_images, *, num_shifts=5, max_shift=32, seed=0, start
     >>> segmentation_shifts(3, num_shifts=5, seed=0).shape
     (3, 5, 2)
     """
-    num_shifts = _check_int("num_shifts", num_shifts, 1)
-    max_shift = _check_int("max_shift", max_shift, 0)
+    num_shifts = check_int("num_shifts", num_shifts, 1)
+    max_shift = check_int("max_shift", max_shift, 0)
     return _per_image_integers(_check_seed(seed), _STREAM_SEGMENTATION,
-                               _check_int("start", start, 0),
-                               _check_int("num_images", num_images, 0),
+                               check_int("start", start, 0),
+                               check_int("num_images", num_images, 0),
                                -max_shift, max_shift + 1, (num_shifts, 2))
 
 
@@ -206,7 +195,7 @@ def shift_images(images, shifts, mode="circular", fill_value=0):
            [0, 1, 2],
            [3, 4, 5]])
     """
-    _check_choice("mode", mode, MODES)
+    check_choice("mode", mode, MODES)
     images = np.asarray(images)
     shifts = np.asarray(shifts, dtype=np.int64).reshape(-1, 2)
     n, h, w = images.shape[:3]
@@ -295,7 +284,7 @@ def _is_array_like(data):
 
 def _iter_batches(images, targets, batch_size, target_name):
     """Yields `(images, targets_or_None)` numpy batches from arrays or batched iterables."""
-    batch_size = _check_int("batch_size", batch_size, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
     if _is_array_like(images):
         images = np.asarray(images) if not hasattr(images, "numpy") else images.numpy()
         if images.ndim != 4:
@@ -420,8 +409,8 @@ def shift_consistency(model_or_fn, images, *, mode="circular", max_shift=None, s
     >>> shift_consistency(fn, x, mode="circular")
     100.0
     """
-    _check_choice("mode", mode, MODES)
-    _check_choice("protocol", protocol, PROTOCOLS)
+    check_choice("mode", mode, MODES)
+    check_choice("protocol", protocol, PROTOCOLS)
     max_shift = _resolve_max_shift(max_shift, protocol)
     seed = _check_seed(seed)
     predict = _predict_fn(model_or_fn)
@@ -475,12 +464,12 @@ def consistency_vs_shift(model_or_fn, images, shifts=None, *, max_shift=3, mode=
     >>> consistency_vs_shift(fn, x, max_shift=2)
     {0: 100.0, 1: 100.0, 2: 100.0}
     """
-    _check_choice("mode", mode, MODES)
-    _check_choice("direction", direction, DIRECTIONS)
+    check_choice("mode", mode, MODES)
+    check_choice("direction", direction, DIRECTIONS)
     seed = _check_seed(seed)
     if shifts is None:
-        shifts = range(0, _check_int("max_shift", max_shift, 0) + 1)
-    sizes = [_check_int("shift size", s, 0) for s in shifts]
+        shifts = range(0, check_int("max_shift", max_shift, 0) + 1)
+    sizes = [check_int("shift size", s, 0) for s in shifts]
     if not sizes:
         raise ValueError("`shifts` is empty; pass shift sizes such as `range(0, 4)`.")
     predict = _predict_fn(model_or_fn)
@@ -557,9 +546,9 @@ def segmentation_shift_consistency(model_or_fn, images, masks=None, *, mode="cir
     >>> segmentation_shift_consistency(fn, x, max_shift=4)
     100.0
     """
-    _check_choice("mode", mode, MODES)
-    num_shifts = _check_int("num_shifts", num_shifts, 1)
-    max_shift = _check_int("max_shift", max_shift, 0)
+    check_choice("mode", mode, MODES)
+    num_shifts = check_int("num_shifts", num_shifts, 1)
+    max_shift = check_int("max_shift", max_shift, 0)
     seed = _check_seed(seed)
     predict = _predict_fn(model_or_fn)
     ratios = []
@@ -616,7 +605,7 @@ def confusion_matrix(labels, preds, num_classes, ignore_label=255):
     array([[1, 0],
            [1, 0]])
     """
-    num_classes = _check_int("num_classes", num_classes, 1)
+    num_classes = check_int("num_classes", num_classes, 1)
     labels = np.asarray(keras.ops.convert_to_numpy(labels))
     preds = np.asarray(keras.ops.convert_to_numpy(preds))
     if (num_classes > 1 and labels.ndim == preds.ndim and labels.shape[-1:] == (1,)
@@ -708,9 +697,9 @@ class SegmentationMeanIoU(keras.metrics.Metric):
 
     def __init__(self, num_classes, ignore_label=255, name="mean_iou", dtype=None):
         super().__init__(name=name, dtype=dtype)
-        self.num_classes = _check_int("num_classes", num_classes, 1)
+        self.num_classes = check_int("num_classes", num_classes, 1)
         if ignore_label is not None:
-            ignore_label = _check_int("ignore_label", ignore_label, -(2**31))
+            ignore_label = check_int("ignore_label", ignore_label, -(2**31))
         self.ignore_label = ignore_label
         # float64: float32 counts stop being exact past 2**24 pixels (64 VOC images).
         self.total_confusion = self.add_variable(

@@ -1,21 +1,26 @@
-"""Argument checks shared by the layers, with messages that say what to do."""
+"""Layer-specific argument checks, with messages that say what to do.
+
+The generic checks live in `lps_keras.checks` and are re-exported here.
+"""
+
+from lps_keras.checks import (  # noqa: F401  (re-exported for the layers)
+    check_choice,
+    check_int,
+    check_positive_int,
+    check_positive_number,
+    is_int,
+)
 
 PADDING_MODES = ("circular", "zeros", "reflect", "symmetric")
 
 
-def check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {tuple(choices)}; got {value!r}.")
-    return value
-
-
 def check_stride(stride):
-    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 2:
+    if not is_int(stride) or stride < 2:
         raise ValueError(
             f"`stride` must be an int >= 2 (it subsamples by stride x stride); got {stride!r}. "
             "For stride 1 simply leave the downsampler out."
         )
-    return stride
+    return int(stride)
 
 
 def check_rank4(layer, input_shape, what="input"):

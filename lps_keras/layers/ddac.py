@@ -32,10 +32,8 @@ class DDAC2D(keras.layers.Layer):
 
     def __init__(self, kernel_size=3, groups=8, padding_mode="circular", **kwargs):
         super().__init__(**kwargs)
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
-            raise ValueError(f"`kernel_size` must be a positive int; got {kernel_size!r}.")
-        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-            raise ValueError(f"`groups` must be a positive int; got {groups!r}.")
+        kernel_size = _validation.check_positive_int("kernel_size", kernel_size)
+        groups = _validation.check_positive_int("groups", groups)
         _validation.check_choice("padding_mode", padding_mode, _validation.PADDING_MODES)
         self.kernel_size = kernel_size
         self.groups = groups

@@ -241,9 +241,8 @@ class LPSDownsampling2D(_PolyphaseDownsampling):
         _validation.check_choice("train_mode", train_mode, TRAIN_MODES)
         _validation.check_choice("inference_mode", inference_mode, INFERENCE_MODES)
         _validation.check_choice("padding_mode", padding_mode, _validation.PADDING_MODES)
-        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or tau <= 0:
-            raise ValueError(f"`tau` must be a positive number; got {tau!r}.")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        tau = _validation.check_positive_number("tau", tau)
+        if seed is not None and not _validation.is_int(seed):
             raise ValueError(f"`seed` must be None or an int; got {seed!r}.")
         self.logits_model = logits_model
         self.hidden_channels = hidden_channels

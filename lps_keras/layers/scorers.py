@@ -14,6 +14,7 @@ in float64 together with everything after it (see `reductions`).
 import keras
 from keras import ops
 
+from lps_keras.layers import _validation
 from lps_keras.layers.padding import pad2d
 from lps_keras.layers.reductions import SELECTION_DTYPE, invariant_mean, set_softmax, set_sum
 
@@ -253,13 +254,8 @@ def get_scorer(name, hidden_channels=None, padding_mode="circular", dtype="float
     """Builds the scorer named `name` (one of `SCORERS`)."""
     if name not in _BY_NAME:
         raise ValueError(f"`logits_model` must be one of {SCORERS}; got {name!r}.")
-    if hidden_channels is not None and (
-        isinstance(hidden_channels, bool) or not isinstance(hidden_channels, int)
-        or hidden_channels < 1
-    ):
-        raise ValueError(
-            f"`hidden_channels` must be None or a positive int; got {hidden_channels!r}."
-        )
+    hidden_channels = _validation.check_positive_int(
+        "hidden_channels", hidden_channels, optional=True)
     return _BY_NAME[name](
         hidden_channels=hidden_channels, padding_mode=padding_mode, name="logits_model",
         dtype=dtype,

@@ -17,11 +17,15 @@ Example:
 """
 
 import math
-import numbers
 
 import keras
 from keras import ops
 
+from lps_keras.checks import (
+    check_non_negative_number,
+    check_positive_int,
+    check_positive_number,
+)
 from lps_keras.layers import lps_layers
 
 __all__ = [
@@ -36,33 +40,14 @@ __all__ = [
 ]
 
 
-def _positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-            or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive number; got {value!r}.")
-    return float(value)
-
-
-def _non_negative(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-            or not math.isfinite(value) or value < 0:
-        raise ValueError(f"`{name}` must be a non-negative number; got {value!r}.")
-    return float(value)
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int; got {value!r}.")
-    return int(value)
-
-
 class _EpochSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """Base: converts steps to epochs and applies the optional linear warm-up."""
 
     def __init__(self, initial_learning_rate, steps_per_epoch, warmup_epochs=0.0):
-        self.initial_learning_rate = _positive("initial_learning_rate", initial_learning_rate)
-        self.steps_per_epoch = _positive_int("steps_per_epoch", steps_per_epoch)
-        self.warmup_epochs = _non_negative("warmup_epochs", warmup_epochs)
+        self.initial_learning_rate = check_positive_number(
+            "initial_learning_rate", initial_learning_rate)
+        self.steps_per_epoch = check_positive_int("steps_per_epoch", steps_per_epoch)
+        self.warmup_epochs = check_non_negative_number("warmup_epochs", warmup_epochs)
 
     def _epoch_steps(self, epochs):
         """Whole number of steps in `epochs` epochs (which may be fractional)."""
@@ -125,8 +110,8 @@ class StepSchedule(_EpochSchedule):
     def __init__(self, initial_learning_rate, steps_per_epoch, step_size=30, gamma=0.1,
                  warmup_epochs=0.0):
         super().__init__(initial_learning_rate, steps_per_epoch, warmup_epochs)
-        self.step_size = _positive_int("step_size", step_size)
-        self.gamma = _positive("gamma", gamma)
+        self.step_size = check_positive_int("step_size", step_size)
+        self.gamma = check_positive_number("gamma", gamma)
 
     def _decayed(self, step):
         # Integer division of the int64 step: exact at epoch boundaries for any run length.
@@ -164,13 +149,13 @@ class MultiStepSchedule(_EpochSchedule):
         super().__init__(initial_learning_rate, steps_per_epoch, warmup_epochs)
         if isinstance(milestones, (str, bytes)) or not hasattr(milestones, "__iter__"):
             raise ValueError(f"`milestones` must be a list of epochs; got {milestones!r}.")
-        milestones = [_positive("milestone", m) for m in milestones]
+        milestones = [check_positive_number("milestone", m) for m in milestones]
         if not milestones:
             raise ValueError("`milestones` is empty; give at least one epoch, e.g. [100].")
         if any(b <= a for a, b in zip(milestones[:-1], milestones[1:], strict=True)):
             raise ValueError(f"`milestones` must be strictly increasing; got {milestones}.")
         self.milestones = [int(m) if float(m).is_integer() else m for m in milestones]
-        self.gamma = _positive("gamma", gamma)
+        self.gamma = check_positive_number("gamma", gamma)
 
     def _decayed(self, step):
         decays = ops.zeros((), dtype="float32")
@@ -190,8 +175,9 @@ class _AnnealSchedule(_EpochSchedule):
     def __init__(self, initial_learning_rate, steps_per_epoch, epochs, final_learning_rate,
                  warmup_epochs):
         super().__init__(initial_learning_rate, steps_per_epoch, warmup_epochs)
-        self.epochs = _positive("epochs", epochs)
-        self.final_learning_rate = _non_negative("final_learning_rate", final_learning_rate)
+        self.epochs = check_positive_number("epochs", epochs)
+        self.final_learning_rate = check_non_negative_number(
+            "final_learning_rate", final_learning_rate)
         if self.final_learning_rate > self.initial_learning_rate:
             raise ValueError(
                 f"`final_learning_rate` ({final_learning_rate}) must not exceed "
@@ -260,7 +246,7 @@ class PolySchedule(_AnnealSchedule):
                  final_learning_rate=0.0, warmup_epochs=0.0):
         super().__init__(initial_learning_rate, steps_per_epoch, epochs, final_learning_rate,
                          warmup_epochs)
-        self.power = _positive("power", power)
+        self.power = check_positive_number("power", power)
 
     def _decayed(self, step):
         t = self._progress(step)

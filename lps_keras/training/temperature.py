@@ -20,9 +20,14 @@ Example:
 0.7224999999999999
 """
 
-import math
-import numbers
 import warnings
+
+from lps_keras.checks import (
+    check_non_negative_int,
+    check_positive_int,
+    check_positive_number,
+    is_int,
+)
 
 __all__ = ["TAU_KINDS", "TAU_RECIPES", "TauSchedule", "make_tau_schedule", "tau_config"]
 
@@ -38,14 +43,8 @@ TAU_RECIPES = {
 }
 
 
-def _is_number(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def _check_positive(name, value):
-    if not _is_number(value) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive number (a temperature); got {value!r}.")
-    return float(value)
+    return check_positive_number(name, value, note=" (a temperature)")
 
 
 class TauSchedule:
@@ -84,14 +83,9 @@ class TauSchedule:
             self.initial_tau = _check_positive(
                 "initial_tau", 1.0 if initial_tau is None else initial_tau)
             self.gamma = _check_positive("gamma", 0.85 if gamma is None else gamma)
-            step_size = 10 if step_size is None else step_size
-            if isinstance(step_size, bool) or not isinstance(step_size, numbers.Integral) \
-                    or step_size < 1:
-                raise ValueError(
-                    f"`step_size` must be a positive int (epochs between decays); got "
-                    f"{step_size!r}."
-                )
-            self.step_size = int(step_size)
+            self.step_size = check_positive_int(
+                "step_size", 10 if step_size is None else step_size,
+                note=" (epochs between decays)")
             self.min_tau = 0.5 if min_tau is None else _check_positive("min_tau", min_tau)
         else:
             self._reject_unused(gamma=gamma, step_size=step_size, min_tau=min_tau)
@@ -133,7 +127,7 @@ class TauSchedule:
             if not isinstance(knot, (tuple, list)) or len(knot) != 2:
                 raise ValueError(f"Each knot must be an (epoch, tau) pair; got {knot!r}.")
             epoch, tau = knot
-            if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
+            if not is_int(epoch) or epoch < 0:
                 raise ValueError(f"Knot epochs must be non-negative ints; got {epoch!r}.")
             checked.append((int(epoch), _check_positive("knot tau", tau)))
         epochs = [epoch for epoch, _ in checked]
@@ -154,9 +148,7 @@ class TauSchedule:
 
     def tau_at(self, epoch):
         """Temperature for the 0-based `epoch` (a pure function of the epoch index)."""
-        if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
-            raise ValueError(f"`epoch` must be a non-negative int; got {epoch!r}.")
-        epoch = int(epoch)
+        epoch = check_non_negative_int("epoch", epoch)
         if self.kind == "step":
             return max(self.initial_tau * self.gamma ** (epoch // self.step_size),
                        self.min_tau)
