@@ -5,8 +5,7 @@ in saved models) for Keras deserialization.
 """
 
 from lps_keras import callbacks, export, layers, metrics, models
+from lps_keras._version import __version__
 from lps_keras.training import schedules
-
-__version__ = "0.1.0"
 
 __all__ = ["callbacks", "export", "layers", "metrics", "models", "schedules", "__version__"]

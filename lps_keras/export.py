@@ -21,23 +21,24 @@ run the model in inference mode (`training=False`). Outputs are named:
 an error that names the expected size: they are not resized, because a silent resize would
 change what a shift-invariant model sees.
 
-Versions are written atomically: the SavedModel goes to a hidden temporary sibling
-(`export_dir/<name>/.<version>.tmp-XXXX`, which servers ignore because its name is not an
-integer) and is renamed into place only once complete, so a server never loads a
-half-written version. An exception removes the temporary directory; a process killed
-mid-export can leave one behind, which is safe to delete.
+Versions are written atomically (`lps_keras.versioned_dir`): the SavedModel goes to a
+hidden temporary sibling (`export_dir/<name>/.<version>.tmp-XXXX`, which servers ignore
+because its name is not an integer) and is renamed into place only once complete, so a
+server never loads a half-written version. An exception removes the temporary directory;
+a process killed mid-export can leave one behind, which is safe to delete.
 """
 
+import dataclasses
 import datetime
 import json
 import os
-import secrets
-import shutil
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from lps_keras import versioned_dir
+from lps_keras._version import __version__
 from lps_keras.checks import check_non_negative_int, check_positive_number, is_int
 
 TASKS = ("auto", "classification", "segmentation")
@@ -45,6 +46,35 @@ UINT8_SIGNATURE = "serving_default"
 FLOAT_SIGNATURE = "serving_float"
 INPUT_NAME = "images"
 METADATA_FILENAME = "export_metadata.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingSpec:
+    """The checked facts one export is built from, for the signatures and the metadata.
+
+    Attributes:
+        name, version: the served model name and its version number.
+        task: `"classification"` or `"segmentation"`.
+        num_classes: the size of the logits' last axis.
+        class_names: list of `num_classes` strings, or None.
+        mean, std: 3-tuples of floats (the per-channel normalisation).
+        input_scale: the float raw pixels are divided by first.
+        served_hw: the served `(height, width)`; an entry is None when free.
+        output_shape: the model's output shape without the batch axis.
+        dataset: the training dataset's name, or None.
+    """
+
+    name: str
+    version: int
+    task: str
+    num_classes: int
+    class_names: list | None
+    mean: tuple
+    std: tuple
+    input_scale: float
+    served_hw: tuple
+    output_shape: tuple
+    dataset: str | None = None
 
 
 def export_saved_model(model, export_dir, *, name=None, version=None, task="auto", mean=None,
@@ -144,35 +174,22 @@ def export_saved_model(model, export_dir, *, name=None, version=None, task="auto
         version = _check_version(version)
 
     # Nothing touches the disk before every argument has been checked.
-    model_dir = os.path.join(os.fspath(export_dir), name)
-    os.makedirs(model_dir, exist_ok=True)
-    if version is None:
-        version = _next_version(model_dir)
-    final_dir = os.path.join(model_dir, str(version))
-    if os.path.lexists(final_dir) and not overwrite:
-        raise _exists_error(final_dir)
-
-    # Everything is written into a hidden, non-integer-named sibling; servers skip it.
-    # (Not `tempfile.mkdtemp`: its 0700 mode would lock out a server running as another user.)
-    tmp_dir = _unused_path(model_dir, f".{version}.tmp-")
-    os.mkdir(tmp_dir)
-    try:
-        signatures, root = _serving_signatures(model, task, served_hw, mean, std, input_scale)
+    version, final_dir = versioned_dir.prepare(
+        os.path.join(os.fspath(export_dir), name), version, overwrite)
+    spec = ServingSpec(name=name, version=version, task=task, num_classes=num_classes,
+                       class_names=class_names, mean=mean, std=std, input_scale=input_scale,
+                       served_hw=served_hw, output_shape=output_shape, dataset=dataset)
+    # Everything is written into a hidden, non-integer-named sibling (servers skip it) and
+    # renamed into place once complete.
+    with versioned_dir.staged(final_dir, overwrite) as tmp_dir:
+        signatures, root = _serving_signatures(model, spec)
         tf.saved_model.save(
             root, tmp_dir, signatures=signatures,
             options=tf.saved_model.SaveOptions(experimental_custom_gradients=False),
         )
-        metadata = _metadata(model, name, version, task, num_classes, class_names, mean, std,
-                             input_scale, served_hw, output_shape, dataset)
         with open(os.path.join(tmp_dir, METADATA_FILENAME), "w", encoding="utf-8") as f:
-            json.dump(metadata, f, indent=2)
+            json.dump(_metadata(model, spec), f, indent=2)
             f.write("\n")
-        _fsync_tree(tmp_dir)
-        _install(tmp_dir, final_dir, overwrite)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
-    _fsync_dir(model_dir)
     return final_dir
 
 
@@ -297,23 +314,18 @@ def _check_version(version):
         note=" (TF Serving reads integer directory names) or None for the next free version")
 
 
-def _exists_error(path):
-    return FileExistsError(
-        f"Version directory {path!r} already exists. Pass overwrite=True to replace it, "
-        "another `version`, or version=None for the next free one."
-    )
-
-
 # ------------------------------------------------------------------------- serving graph
 
 
-def _serving_signatures(model, task, served_hw, mean, std, input_scale):
-    """Traces the uint8 and float32 signatures; returns them and the object to save."""
+def _serving_signatures(model, spec):
+    """Traces the uint8 and float32 signatures of `spec` (a `ServingSpec`); returns them
+    and the object to save."""
     model_dtype = keras.backend.standardize_dtype(model.inputs[0].dtype)
-    spatial = [None if d is None else int(d) for d in served_hw]
-    mean = tf.constant(mean, tf.float32)
-    std = tf.constant(std, tf.float32)
-    scale = tf.constant(input_scale, tf.float32)
+    spatial = [None if d is None else int(d) for d in spec.served_hw]
+    task = spec.task
+    mean = tf.constant(spec.mean, tf.float32)
+    std = tf.constant(spec.std, tf.float32)
+    scale = tf.constant(spec.input_scale, tf.float32)
 
     # One trace of the model, shared by both signatures.
     @tf.function(autograph=False, input_signature=[
@@ -382,19 +394,18 @@ def _check_image_shape(images, spatial):
 # ------------------------------------------------------------------------------ metadata
 
 
-def _metadata(model, name, version, task, num_classes, class_names, mean, std, input_scale,
-              served_hw, output_shape, dataset=None):
-    import lps_keras  # late: lps_keras/__init__ may grow to import this module
-
-    input_shape = [None, *served_hw, 3]
-    if task == "classification":
+def _metadata(model, spec):
+    """The `export_metadata.json` content of `spec` (a `ServingSpec`)."""
+    num_classes = spec.num_classes
+    input_shape = [None, *spec.served_hw, 3]
+    if spec.task == "classification":
         outputs = {
             "logits": {"dtype": "float32", "shape": [None, num_classes]},
             "probabilities": {"dtype": "float32", "shape": [None, num_classes]},
             "classes": {"dtype": "int64", "shape": [None]},
         }
     else:
-        out_hw = list(output_shape[:2])
+        out_hw = list(spec.output_shape[:2])
         outputs = {
             "logits": {"dtype": "float32", "shape": [None, *out_hw, num_classes]},
             "masks": {"dtype": "int64", "shape": [None, *out_hw]},
@@ -405,86 +416,26 @@ def _metadata(model, name, version, task, num_classes, class_names, mean, std, i
         for sig, dtype in ((UINT8_SIGNATURE, "uint8"), (FLOAT_SIGNATURE, "float32"))
     }
     return {
-        "name": name,
-        "version": version,
+        "name": spec.name,
+        "version": spec.version,
         "model_name": model.name,
-        "task": task,
+        "task": spec.task,
         "num_classes": int(num_classes),
-        "class_names": class_names,
-        "dataset": dataset,
-        "image_size": list(served_hw),
+        "class_names": spec.class_names,
+        "dataset": spec.dataset,
+        "image_size": list(spec.served_hw),
         "preprocessing": {
             "formula": "(cast(images, float32) / input_scale - mean) / std",
-            "input_scale": input_scale,
-            "mean": list(mean),
-            "std": list(std),
+            "input_scale": spec.input_scale,
+            "mean": list(spec.mean),
+            "std": list(spec.std),
         },
         "signatures": signatures,
         "library_versions": {
-            "lps_keras": lps_keras.__version__,
+            "lps_keras": __version__,
             "keras": keras.__version__,
             "tensorflow": tf.__version__,
         },
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"),
     }
-
-
-# ----------------------------------------------------------------------------- filesystem
-
-
-def _next_version(model_dir):
-    versions = [int(entry) for entry in os.listdir(model_dir)
-                if entry.isascii() and entry.isdigit()]
-    return max(versions, default=0) + 1
-
-
-def _install(tmp_dir, final_dir, overwrite):
-    """Renames the finished `tmp_dir` to `final_dir`; with `overwrite`, swaps it in."""
-    if not os.path.lexists(final_dir):
-        os.replace(tmp_dir, final_dir)
-        return
-    if not overwrite:  # appeared while we were writing (a concurrent export)
-        raise _exists_error(final_dir)
-    model_dir, version = os.path.split(final_dir)
-    old_dir = _unused_path(model_dir, f".{version}.old-")
-    os.replace(final_dir, old_dir)
-    try:
-        os.replace(tmp_dir, final_dir)
-    except BaseException:
-        os.replace(old_dir, final_dir)  # put the previous version back
-        raise
-    shutil.rmtree(old_dir, ignore_errors=True)
-
-
-def _unused_path(directory, prefix):
-    while True:
-        path = os.path.join(directory, prefix + secrets.token_hex(6))
-        if not os.path.lexists(path):
-            return path
-
-
-def _fsync_tree(path):
-    """Flushes every file and directory under `path` so a power cut cannot leave a renamed
-    but empty version behind."""
-    for dirpath, _, filenames in os.walk(path):
-        for filename in filenames:
-            fd = os.open(os.path.join(dirpath, filename), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        _fsync_dir(dirpath)
-
-
-def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

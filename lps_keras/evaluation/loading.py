@@ -71,7 +71,12 @@ class LoadedModel:
         if path.endswith(".keras"):
             if not os.path.exists(path):
                 raise FileNotFoundError(f"No Keras model file at {path}.")
-            import lps_keras  # noqa: F401  (registers the layers)
+            # Registers what a saved model can hold (layers, the models' own blocks, the
+            # metric and schedules) for deserialization.
+            import lps_keras.layers  # noqa: F401
+            import lps_keras.metrics  # noqa: F401
+            import lps_keras.models  # noqa: F401
+            import lps_keras.training.schedules  # noqa: F401
 
             self._keras = keras.saving.load_model(path)
         elif os.path.exists(os.path.join(path, "saved_model.pb")):
