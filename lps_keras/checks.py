@@ -19,6 +19,10 @@ def is_number(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def _is_finite_number(value):
+    return is_number(value) and math.isfinite(value)
+
+
 def _error(name, what, value, note="", optional=False):
     prefix = "None or " if optional else ""
     return ValueError(f"`{name}` must be {prefix}{what}{note}; got {value!r}.")
@@ -31,47 +35,37 @@ def check_choice(name, value, choices):
     return value
 
 
+def _at_least(name, value, minimum, what, note, optional, accept, convert, strict=False):
+    if optional and value is None:
+        return None
+    if not accept(value) or value < minimum or (strict and value == minimum):
+        raise _error(name, what, value, note, optional)
+    return convert(value)
+
+
 def check_int(name, value, minimum, note="", optional=False):
     """`int(value)` for an int >= `minimum` ("an int >= minimum"); None passes when
     `optional`."""
-    if optional and value is None:
-        return None
-    if not is_int(value) or value < minimum:
-        raise _error(name, f"an int >= {minimum}", value, note, optional)
-    return int(value)
+    return _at_least(name, value, minimum, f"an int >= {minimum}", note, optional, is_int, int)
 
 
 def check_positive_int(name, value, note="", optional=False):
     """`int(value)` for an int >= 1 ("a positive int"); None passes when `optional`."""
-    if optional and value is None:
-        return None
-    if not is_int(value) or value < 1:
-        raise _error(name, "a positive int", value, note, optional)
-    return int(value)
+    return _at_least(name, value, 1, "a positive int", note, optional, is_int, int)
 
 
 def check_non_negative_int(name, value, note="", optional=False):
     """`int(value)` for an int >= 0 ("a non-negative int"); None passes when `optional`."""
-    if optional and value is None:
-        return None
-    if not is_int(value) or value < 0:
-        raise _error(name, "a non-negative int", value, note, optional)
-    return int(value)
+    return _at_least(name, value, 0, "a non-negative int", note, optional, is_int, int)
 
 
 def check_positive_number(name, value, note="", optional=False):
     """`float(value)` for a finite number > 0 ("a positive number")."""
-    if optional and value is None:
-        return None
-    if not is_number(value) or not math.isfinite(value) or value <= 0:
-        raise _error(name, "a positive number", value, note, optional)
-    return float(value)
+    return _at_least(name, value, 0, "a positive number", note, optional, _is_finite_number, float,
+                     strict=True)
 
 
 def check_non_negative_number(name, value, note="", optional=False):
     """`float(value)` for a finite number >= 0 ("a non-negative number")."""
-    if optional and value is None:
-        return None
-    if not is_number(value) or not math.isfinite(value) or value < 0:
-        raise _error(name, "a non-negative number", value, note, optional)
-    return float(value)
+    return _at_least(name, value, 0, "a non-negative number", note, optional,
+                     _is_finite_number, float)

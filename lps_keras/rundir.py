@@ -42,6 +42,10 @@ def is_run_directory(path):
     return os.path.isdir(path) and os.path.exists(os.path.join(path, CONFIG))
 
 
+def _member(name, doc):
+    return property(lambda self: self.join(name), doc=doc)
+
+
 class RunDirectory:
     """Paths and files of one run directory (nothing is created until written).
 
@@ -55,37 +59,17 @@ class RunDirectory:
     def join(self, name):
         return os.path.join(self.path, name)
 
-    @property
-    def config_path(self):
-        return self.join(CONFIG)
-
-    @property
-    def checkpoints(self):
-        return self.join(CHECKPOINTS)
+    config_path = _member(CONFIG, "`config.json`: the resolved config.")
+    checkpoints = _member(CHECKPOINTS, "`checkpoints/`: the chief's training checkpoints.")
+    history_path = _member(HISTORY, "`history.jsonl`: one JSON line per completed epoch.")
+    tensorboard = _member(TENSORBOARD, "`tensorboard/`: the scalar summaries.")
+    model_path = _member(MODEL, "`model.keras`: the trained model.")
+    results_path = _member(RESULTS, "`results.json`: test metrics and history.")
+    eval_dir = _member(EVAL, "`eval/`: where `eval.py` writes for this run by default.")
 
     def worker_checkpoints(self, index):
         """A non-chief worker's scratch checkpoint directory (removed after training)."""
         return self.join(f".worker{index}")
-
-    @property
-    def history_path(self):
-        return self.join(HISTORY)
-
-    @property
-    def tensorboard(self):
-        return self.join(TENSORBOARD)
-
-    @property
-    def model_path(self):
-        return self.join(MODEL)
-
-    @property
-    def results_path(self):
-        return self.join(RESULTS)
-
-    @property
-    def eval_dir(self):
-        return self.join(EVAL)
 
     # ------------------------------------------------------------------ config
     def write_config(self, text):
