@@ -76,9 +76,15 @@ def main(argv):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from lps_keras.data import dataset_info
     from lps_keras.data.errors import CorruptDatasetError, DatasetNotFoundError
-    from lps_keras.evaluation import (default_eval_mode, default_output_dir, evaluate,
-                                      plot_consistency, plot_segmentation_examples,
-                                      settings_from_config, summary)
+    from lps_keras.evaluation import (
+        default_eval_mode,
+        default_output_dir,
+        evaluate,
+        plot_consistency,
+        plot_segmentation_examples,
+        settings_from_config,
+        summary,
+    )
     from lps_keras.evaluation.loading import load_arrays
     from lps_keras.rundir import CONFIG
 

@@ -1,6 +1,6 @@
 """Train, evaluate and export a shift-invariant (or -equivariant) network.
 
-    python train.py                                   # default synthetic run, ~1.5 min on 2 CPU cores
+    python train.py                                   # default run, ~1.5 min on 2 CPU cores
     python train.py --config=configs/cifar10_resnet18_lps.py --config.data.data_dir=~/data
     python train.py --config=configs/synthetic_shapes_seg_deeplab.py
     python train.py --strategy=mirrored               # all local GPUs
