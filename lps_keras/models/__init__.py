@@ -10,6 +10,7 @@ from lps_keras.models.resnet import (
     resnet101,
     resnet_features,
 )
+from lps_keras.models.sampling import SamplingSpec
 
 __all__ = [
     "resnet",
@@ -20,6 +21,7 @@ __all__ = [
     "resnet56",
     "resnet101",
     "resnet_features",
+    "SamplingSpec",
 ]
 
 from lps_keras.models.deeplab import deeplabv3plus  # noqa: E402
