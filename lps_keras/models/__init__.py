@@ -1,6 +1,7 @@
 """Shift-invariant classifiers and shift-equivariant segmenters."""
 
 from lps_keras.models.resnet import (
+    ResNetBackbone,
     resnet,
     resnet18,
     resnet20,
@@ -22,6 +23,7 @@ __all__ = [
     "resnet101",
     "resnet_features",
     "SamplingSpec",
+    "ResNetBackbone",
 ]
 
 from lps_keras.models.deeplab import deeplabv3plus  # noqa: E402

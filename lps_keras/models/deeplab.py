@@ -4,7 +4,7 @@ import keras
 
 from lps_keras.layers import InvariantGlobalAveragePooling2D, PolyphaseUpsampling2D
 from lps_keras.models.blocks import DEFAULT_LOGITS_CHANNELS, ConvFactory
-from lps_keras.models.resnet import resnet_features
+from lps_keras.models.resnet import ResNetBackbone, resnet_features
 from lps_keras.models.sampling import resolve_sampling
 
 BACKBONES = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101}
@@ -80,7 +80,11 @@ def deeplabv3plus(backbone="resnet18", num_classes=21, input_shape=(None, None, 
     """DeepLabV3+ on a ResNet backbone (ImageNet stem).
 
     Args:
-        backbone: `"resnet18"`, `"resnet34"`, `"resnet50"` or `"resnet101"`.
+        backbone: `"resnet18"`, `"resnet34"`, `"resnet50"` or `"resnet101"`, or a
+            `ResNetBackbone` of those depths (ImageNet stem, built with this
+            `output_stride`), which brings its input shape and sampling settings:
+            `input_shape` is then ignored and the keyword settings must keep their
+            defaults.
         num_classes: number of segmentation classes.
         input_shape: `(H, W, C)`. Exact equivariance needs H, W divisible by 32 (and
             circular padding, APS/LPS and `upsampling="lpu"`).
@@ -108,9 +112,17 @@ def deeplabv3plus(backbone="resnet18", num_classes=21, input_shape=(None, None, 
     >>> model(keras.random.normal((1, 64, 64, 3)), training=False).shape
     TensorShape([1, 64, 64, 5])
     """
-    spec = resolve_sampling(sampling, deeplabv3plus, locals())
-    if backbone not in BACKBONES:
-        raise ValueError(f"`backbone` must be one of {tuple(BACKBONES)}; got {backbone!r}.")
+    if isinstance(backbone, ResNetBackbone):
+        if sampling is not None:
+            raise ValueError("A ResNetBackbone carries its sampling settings; leave out "
+                             "`sampling`.")
+        spec = resolve_sampling(backbone.sampling, deeplabv3plus, locals())
+        backbone_name = f"resnet{backbone.depth}"
+    else:
+        spec = resolve_sampling(sampling, deeplabv3plus, locals())
+        backbone_name = backbone
+    if backbone_name not in BACKBONES:
+        raise ValueError(f"`backbone` must be one of {tuple(BACKBONES)}; got {backbone_name!r}.")
     if upsampling not in UPSAMPLING:
         raise ValueError(f"`upsampling` must be one of {UPSAMPLING}; got {upsampling!r}.")
     if output_stride not in (8, 16, 32):
@@ -120,9 +132,18 @@ def deeplabv3plus(backbone="resnet18", num_classes=21, input_shape=(None, None, 
             "upsampling='lpu' needs the selections of a polyphase backbone: use "
             f"downsampling='aps' or 'lps' (got {spec.downsampling!r}), or upsampling='bilinear'."
         )
-    inputs = keras.Input(input_shape, name="images")
-    x, features, probs = resnet_features(inputs, BACKBONES[backbone], stem="imagenet",
-                                         output_stride=output_stride, sampling=spec)
+    if isinstance(backbone, ResNetBackbone):
+        if backbone.stem != "imagenet" or (backbone.output_stride or 32) != output_stride:
+            raise ValueError(
+                f"The backbone needs stem='imagenet' and output_stride={output_stride}; got "
+                f"stem={backbone.stem!r}, output_stride={backbone.output_stride!r}."
+            )
+        inputs, x = backbone.input, backbone.output
+        features, probs = backbone.pyramid_outputs, backbone.probs
+    else:
+        inputs = keras.Input(input_shape, name="images")
+        x, features, probs = resnet_features(inputs, BACKBONES[backbone], stem="imagenet",
+                                             output_stride=output_stride, sampling=spec)
     layers = ConvFactory.from_spec(spec)
     rates = tuple(r * 16 // output_stride for r in _ASPP_RATES_OS16)
     decoder = _Decoder(upsampling, probs, lpu_antialias)
@@ -135,4 +156,4 @@ def deeplabv3plus(backbone="resnet18", num_classes=21, input_shape=(None, None, 
     x = layers.conv_bn_relu(x, decoder_filters, 3, "decoder_conv2")
     x = keras.layers.Conv2D(num_classes, 1, name="classifier")(x)
     x = decoder.up(x, 4, 1, "final_up")
-    return keras.Model(inputs, x, name=name or f"deeplabv3plus_{backbone}_{spec.downsampling}")
+    return keras.Model(inputs, x, name=name or f"deeplabv3plus_{backbone_name}_{spec.downsampling}")

@@ -16,7 +16,7 @@ from lps_keras.models.blocks import (
     basic_block,
     bottleneck_block,
 )
-from lps_keras.models.sampling import resolve_sampling
+from lps_keras.models.sampling import SamplingSpec, resolve_sampling
 
 # depth: (block kind, blocks per stage, stage widths)
 _IMAGENET_STAGES = (64, 128, 256, 512)
@@ -185,4 +185,62 @@ resnet50 = _named(50)
 resnet101 = _named(101)
 resnet20 = _named(20)
 resnet56 = _named(56)
+
+
+@keras.saving.register_keras_serializable(package="lps_keras")
+class ResNetBackbone(keras.Model):
+    """The ResNet body as a model: images to the last feature map, with its taps.
+
+    A functional model built in `__init__` (keras-hub style), so it saves to `.keras` by its
+    constructor arguments. `deeplabv3plus(backbone=...)` accepts one.
+
+    Args:
+        depth, stem, sampling: as in `resnet` (`sampling`: a `SamplingSpec`, its
+            `to_dict()`, or None for the defaults: strided).
+        input_shape: `(H, W, C)`; default `(None, None, 3)`.
+        output_stride: as in `resnet_features`.
+        **kwargs: `keras.Model` arguments (`name`, `trainable`).
+
+    Attributes:
+        pyramid_outputs: dict from total stride (1, 2, 4, ...) to the last feature map at
+            that stride (Keras tensors of this model's graph).
+        probs: dict from total stride to the selection of the downsampler that produced it
+            (APS/LPS only).
+        sampling: the `SamplingSpec`.
+
+    Example:
+
+    >>> from lps_keras.models import SamplingSpec
+    >>> backbone = ResNetBackbone(18, input_shape=(64, 64, 3),
+    ...                           sampling=SamplingSpec(downsampling="lps"))
+    >>> sorted(backbone.pyramid_outputs), sorted(backbone.probs)
+    ([2, 4, 8, 16, 32], [2, 4, 8, 16, 32])
+    """
+
+    def __init__(self, depth, input_shape=(None, None, 3), stem="imagenet", output_stride=None,
+                 sampling=None, **kwargs):
+        spec = SamplingSpec.coerce(sampling)
+        inputs = keras.Input(tuple(input_shape), name="images")
+        x, features, probs = resnet_features(inputs, depth, stem, output_stride=output_stride,
+                                             sampling=spec)
+        kwargs.setdefault("name", f"resnet{depth}_backbone_{spec.downsampling}")
+        super().__init__(inputs=inputs, outputs=x, **kwargs)
+        self.depth = depth
+        self.image_shape = tuple(input_shape)
+        self.stem = stem
+        self.output_stride = output_stride
+        self.sampling = spec
+        self.pyramid_outputs = features
+        self.probs = probs
+
+    def get_config(self):
+        return {
+            "depth": self.depth, "input_shape": list(self.image_shape), "stem": self.stem,
+            "output_stride": self.output_stride, "sampling": self.sampling.to_dict(),
+            "name": self.name, "trainable": self.trainable,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
