@@ -154,9 +154,10 @@ def resolve_sampling(sampling, builder, arguments):
     if sampling is None:
         return SamplingSpec(**settings)
     sampling = SamplingSpec.coerce(sampling)
-    defaults = inspect.signature(builder).parameters
-    both = [name for name, value in settings.items()
-            if not (value is defaults[name].default or value == defaults[name].default)]
+    parameters = inspect.signature(builder).parameters
+    given = SamplingSpec(**settings)  # compared as normalised (lps_kwargs None == {})
+    default = SamplingSpec(**{name: parameters[name].default for name in settings})
+    both = [name for name in settings if getattr(given, name) != getattr(default, name)]
     if both:
         raise ValueError(
             f"Give the sampling settings either as `sampling` or as keywords, not both; "

@@ -47,6 +47,9 @@ def test_sampling_keyword_builds_the_same_model_as_the_settings():
     assert _signature(from_spec) == _signature(from_keywords) == _signature(from_dict)
     with pytest.raises(ValueError, match="either as `sampling` or as keywords"):
         resnet20(sampling=spec, downsampling="aps", **kwargs)
+    # Keywords equal to the defaults (after normalising) are not a conflict.
+    assert _signature(resnet20(sampling=spec, lps_kwargs={}, logits_channels="auto",
+                               **kwargs)) == _signature(from_spec)
 
 
 def test_deeplab_takes_a_spec():
