@@ -17,6 +17,17 @@ _LPS_DEFAULTS = {"tau": 1.0, "train_mode": "gumbel", "inference_mode": "argmax",
 LOGITS_CHANNELS = None
 
 
+def sampling_fields():
+    """The sampling settings of every `config.model` (those of
+    `lps_keras.models.sampling.SamplingSpec`, with `lps` for its `lps_kwargs`)."""
+    return {
+        "downsampling": "lps",  # strided | blurpool | aps | lps
+        "antialias": ml_collections.config_dict.placeholder(str),  # lowpass3, ddac3
+        "padding_mode": "circular", "logits_channels": LOGITS_CHANNELS, "logits_model": "conv",
+        "sync_bn": False, "lps": ml_collections.ConfigDict(_LPS_DEFAULTS),
+    }
+
+
 def tau_recipe(name, **overrides):
     """`config.train.tau_schedule` for the named recipe of `TAU_RECIPES` ("cifar",
     "imagenet"), with its values spelled out so that each is recorded in config.json and
@@ -32,12 +43,8 @@ def tau_recipe(name, **overrides):
 
 def deeplab_model_config(**overrides):
     """`config.model` for an LPS + LPU DeepLabV3+ (ResNet-18 backbone unless overridden)."""
-    model = {
-        "kind": "deeplabv3plus", "backbone": "resnet18", "output_stride": 16,
-        "downsampling": "lps", "upsampling": "lpu", "antialias": None,
-        "padding_mode": "circular", "logits_channels": LOGITS_CHANNELS, "logits_model": "conv",
-        "sync_bn": False, "lps": dict(_LPS_DEFAULTS),
-    }
+    model = {"kind": "deeplabv3plus", "backbone": "resnet18", "output_stride": 16,
+             "upsampling": "lpu", **sampling_fields()}
     model.update(overrides)
     return ml_collections.ConfigDict(model)
 
@@ -58,17 +65,10 @@ def get_base_config():
     config.data.num_train_examples = 0  # synthetic data only; 0: default size
     config.data.num_eval_examples = 0
 
-    config.model = ml_collections.ConfigDict()
-    config.model.kind = "resnet"  # resnet | deeplabv3plus
-    config.model.depth = 20
-    config.model.stem = "cifar"
-    config.model.downsampling = "lps"  # strided | blurpool | aps | lps
-    config.model.antialias = ml_collections.config_dict.placeholder(str)  # lowpass3, ddac3
-    config.model.padding_mode = "circular"
-    config.model.logits_channels = LOGITS_CHANNELS
-    config.model.logits_model = "conv"
-    config.model.sync_bn = False
-    config.model.lps = ml_collections.ConfigDict(_LPS_DEFAULTS)
+    config.model = ml_collections.ConfigDict({
+        "kind": "resnet",  # resnet | deeplabv3plus
+        "depth": 20, "stem": "cifar", **sampling_fields(),
+    })
 
     config.train = ml_collections.ConfigDict()
     config.train.epochs = 10

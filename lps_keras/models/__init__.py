@@ -1,6 +1,7 @@
 """Shift-invariant classifiers and shift-equivariant segmenters."""
 
 from lps_keras.models.resnet import (
+    ResNetBackbone,
     resnet,
     resnet18,
     resnet20,
@@ -10,6 +11,7 @@ from lps_keras.models.resnet import (
     resnet101,
     resnet_features,
 )
+from lps_keras.models.sampling import SamplingSpec
 
 __all__ = [
     "resnet",
@@ -20,6 +22,8 @@ __all__ = [
     "resnet56",
     "resnet101",
     "resnet_features",
+    "SamplingSpec",
+    "ResNetBackbone",
 ]
 
 from lps_keras.models.deeplab import deeplabv3plus  # noqa: E402

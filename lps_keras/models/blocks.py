@@ -2,6 +2,9 @@
 
 Everything here is a function on Keras tensors, so the models come out as flat functional
 graphs whose intermediate features and selections DeepLab can tap directly.
+
+`ConvFactory` makes the padded convs and batch norms (padding mode, sync BN); `Builder` adds
+the downsampler policy of a `SamplingSpec` (downsampling, antialias, scorer settings).
 """
 
 import keras
@@ -14,75 +17,36 @@ from lps_keras.layers import (
     get_antialias,
 )
 from lps_keras.layers._validation import check_choice
-
-DOWNSAMPLING = ("strided", "blurpool", "aps", "lps")
-
-PADDING_MODES = ("circular", "zeros")
+from lps_keras.models.sampling import (  # noqa: F401 (re-exported: their old home)
+    AUTO_WIDTH_DIVISOR,
+    AUTO_WIDTH_MIN,
+    DEFAULT_LOGITS_CHANNELS,
+    DOWNSAMPLING,
+    PADDING_MODES,
+    SamplingSpec,
+    scorer_width,
+)
 
 # Torch-like BN: the papers' recipes assume momentum 0.1 (Keras 0.9) and eps 1e-5.
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 
-# Default LPS scorer width: a quarter of the downsampler's input channels, at least 8. A
-# full-width conv scorer costs as much as the conv it follows (LPS ResNet-18 on CIFAR at 2.1x
-# the strided MACs); a quarter keeps it at 1.5x. Width never affects the invariance.
-AUTO_WIDTH_DIVISOR = 4
-AUTO_WIDTH_MIN = 8
-# The default LPS scorer width of every model builder (`resnet`, `deeplabv3plus`, blocks).
-DEFAULT_LOGITS_CHANNELS = "auto"
 
-
-def scorer_width(logits_channels, in_channels):
-    """Resolves a model-level scorer width (`"auto"`, None or an int) for one downsampler."""
-    if logits_channels == "auto":
-        return max(AUTO_WIDTH_MIN, in_channels // AUTO_WIDTH_DIVISOR)
-    if logits_channels is None:
-        return None  # the layer's default: the input channels
-    if isinstance(logits_channels, bool) or not isinstance(logits_channels, int) \
-            or logits_channels < 1:
-        raise ValueError(
-            f"A scorer width must be 'auto', None (input channels) or a positive int; got "
-            f"{logits_channels!r}."
-        )
-    return logits_channels
-
-
-class Builder:
-    """Holds the network-wide choices so every conv/downsampler is made consistently.
+class ConvFactory:
+    """Makes pads, convs and batch norms in one padding mode with one BN kind.
 
     Args:
-        downsampling: `"strided"`, `"blurpool"`, `"aps"` or `"lps"`.
-        antialias: None or `"lowpassN"`/`"ddacN"`, applied inside every APS/LPS
-            downsampler (with `"blurpool"`, N sets the blur size; default 3).
         padding_mode: `"circular"` (exact invariance) or `"zeros"` for every spatial conv.
-        logits_model: LPS scorer name.
-        lps_kwargs: extra `LPSDownsampling2D` arguments (tau, train_mode, hard, seed, ...).
         sync_bn: use `BatchNormalization(synchronized=True)` (multi-replica training).
-        score_unfiltered: with `antialias`, APS/LPS select on the unfiltered input and
-            return the filtered one. A blur makes all components share one mean, so a
-            scorer that is nearly linear (as at initialisation) sees near-ties whose
-            winner is decided by rounding; scoring the raw input avoids that.
     """
 
-    def __init__(self, downsampling="strided", antialias=None, padding_mode="circular",
-                 logits_model="conv", lps_kwargs=None, sync_bn=False, score_unfiltered=True):
-        self.downsampling = check_choice("downsampling", downsampling, DOWNSAMPLING)
+    def __init__(self, padding_mode="circular", sync_bn=False):
         self.padding_mode = check_choice("padding_mode", padding_mode, PADDING_MODES)
-        get_antialias(antialias)  # validate early, before any layer is made
-        if downsampling == "strided" and antialias is not None:
-            raise ValueError(
-                "`antialias` needs a downsampler to act before: use downsampling='blurpool', "
-                "'aps' or 'lps' with antialias, or leave antialias=None for 'strided'."
-            )
-        self.antialias = antialias
-        self.logits_model = logits_model
-        self.lps_kwargs = dict(lps_kwargs or {})
         self.sync_bn = sync_bn
-        self.score_unfiltered = score_unfiltered
 
-    @property
-    def polyphase(self):
-        return self.downsampling in ("aps", "lps")
+    @classmethod
+    def from_spec(cls, spec):
+        return cls(spec.padding_mode, spec.sync_bn)
 
     def pad(self, x, amount, name):
         """Pads by `amount` (int or ((top, bottom), (left, right))) in the padding mode."""
@@ -110,6 +74,32 @@ class Builder:
         x = self.conv(x, filters, kernel_size, f"{name}_conv", strides, dilation)
         x = self.bn(x, f"{name}_bn")
         return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
+
+
+class Builder(ConvFactory):
+    """The conv factory plus the downsampler policy of one `SamplingSpec`.
+
+    `Builder(spec)` or, as before, `Builder("lps", antialias=..., ...)` with the keyword
+    settings of `SamplingSpec` (`logits_channels` is not used here: the blocks pass each
+    downsampler's width).
+    """
+
+    def __init__(self, downsampling="strided", **settings):
+        if isinstance(downsampling, SamplingSpec):
+            if settings:
+                raise ValueError("Give `Builder` a SamplingSpec or settings, not both.")
+            spec = downsampling
+        else:
+            spec = SamplingSpec(downsampling=downsampling, **settings)
+        super().__init__(spec.padding_mode, spec.sync_bn)
+        self.spec = spec
+
+    downsampling = property(lambda self: self.spec.downsampling)
+    antialias = property(lambda self: self.spec.antialias)
+    logits_model = property(lambda self: self.spec.logits_model)
+    lps_kwargs = property(lambda self: self.spec.lps_kwargs)
+    score_unfiltered = property(lambda self: self.spec.score_unfiltered)
+    polyphase = property(lambda self: self.spec.polyphase)
 
     def downsample(self, x, name, logits_channels=DEFAULT_LOGITS_CHANNELS, probs=None):
         """Replaces a stride-2 step; returns `(y, probs)` (`probs` None for fixed grids).

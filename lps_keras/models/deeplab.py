@@ -3,8 +3,9 @@
 import keras
 
 from lps_keras.layers import InvariantGlobalAveragePooling2D, PolyphaseUpsampling2D
-from lps_keras.models.blocks import DEFAULT_LOGITS_CHANNELS, Builder
-from lps_keras.models.resnet import resnet_features
+from lps_keras.models.blocks import DEFAULT_LOGITS_CHANNELS, ConvFactory
+from lps_keras.models.resnet import ResNetBackbone, resnet_features
+from lps_keras.models.sampling import resolve_sampling
 
 BACKBONES = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101}
 UPSAMPLING = ("lpu", "bilinear")
@@ -57,17 +58,17 @@ class _Decoder:
         return x
 
 
-def _aspp(b, x, rates, filters, name):
-    branches = [b.conv_bn_relu(x, filters, 1, f"{name}_1x1")]
+def _aspp(layers, x, rates, filters, name):
+    branches = [layers.conv_bn_relu(x, filters, 1, f"{name}_1x1")]
     for rate in rates:
         # Circular wrap padding of width `rate`, also when wider than the feature map.
-        branches.append(b.conv_bn_relu(x, filters, 3, f"{name}_rate{rate}", dilation=rate))
+        branches.append(layers.conv_bn_relu(x, filters, 3, f"{name}_rate{rate}", dilation=rate))
     pooled = InvariantGlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(x)
-    pooled = b.conv_bn_relu(pooled, filters, 1, f"{name}_pool_proj")
+    pooled = layers.conv_bn_relu(pooled, filters, 1, f"{name}_pool_proj")
     pooled = SpatialBroadcast(name=f"{name}_pool_broadcast")(pooled, branches[0])
     branches.append(pooled)
     x = keras.layers.Concatenate(name=f"{name}_concat")(branches)
-    return b.conv_bn_relu(x, filters, 1, f"{name}_proj")
+    return layers.conv_bn_relu(x, filters, 1, f"{name}_proj")
 
 
 def deeplabv3plus(backbone="resnet18", num_classes=21, input_shape=(None, None, 3),
@@ -75,11 +76,15 @@ def deeplabv3plus(backbone="resnet18", num_classes=21, input_shape=(None, None, 
                   padding_mode="circular", logits_channels=DEFAULT_LOGITS_CHANNELS,
                   logits_model="conv", lps_kwargs=None, sync_bn=False, aspp_filters=256,
                   decoder_filters=256, low_level_filters=48, lpu_antialias="lowpass3",
-                  score_unfiltered=True, name=None):
+                  score_unfiltered=True, name=None, *, sampling=None):
     """DeepLabV3+ on a ResNet backbone (ImageNet stem).
 
     Args:
-        backbone: `"resnet18"`, `"resnet34"`, `"resnet50"` or `"resnet101"`.
+        backbone: `"resnet18"`, `"resnet34"`, `"resnet50"` or `"resnet101"`, or a
+            `ResNetBackbone` of those depths (ImageNet stem, built with this
+            `output_stride`), which brings its input shape and sampling settings:
+            `input_shape` is then ignored and the keyword settings must keep their
+            defaults.
         num_classes: number of segmentation classes.
         input_shape: `(H, W, C)`. Exact equivariance needs H, W divisible by 32 (and
             circular padding, APS/LPS and `upsampling="lpu"`).
@@ -90,7 +95,7 @@ def deeplabv3plus(backbone="resnet18", num_classes=21, input_shape=(None, None, 
             selection of the backbone downsampler at that resolution; needs APS/LPS) or
             `"bilinear"`.
         antialias, padding_mode, logits_channels, logits_model, lps_kwargs, sync_bn,
-        score_unfiltered: as in `lps_keras.models.resnet`.
+        score_unfiltered, sampling: as in `lps_keras.models.resnet`.
         aspp_filters, decoder_filters, low_level_filters: widths (256/256/48 by default).
         lpu_antialias: interpolation filter after each LPU (None: zeros stay zeros).
             A binomial filter scaled by 4 turns the zero-filled phases into a linear
@@ -107,34 +112,48 @@ def deeplabv3plus(backbone="resnet18", num_classes=21, input_shape=(None, None, 
     >>> model(keras.random.normal((1, 64, 64, 3)), training=False).shape
     TensorShape([1, 64, 64, 5])
     """
-    if backbone not in BACKBONES:
-        raise ValueError(f"`backbone` must be one of {tuple(BACKBONES)}; got {backbone!r}.")
+    if isinstance(backbone, ResNetBackbone):
+        if sampling is not None:
+            raise ValueError("A ResNetBackbone carries its sampling settings; leave out "
+                             "`sampling`.")
+        spec = resolve_sampling(backbone.sampling, deeplabv3plus, locals())
+        backbone_name = f"resnet{backbone.depth}"
+    else:
+        spec = resolve_sampling(sampling, deeplabv3plus, locals())
+        backbone_name = backbone
+    if backbone_name not in BACKBONES:
+        raise ValueError(f"`backbone` must be one of {tuple(BACKBONES)}; got {backbone_name!r}.")
     if upsampling not in UPSAMPLING:
         raise ValueError(f"`upsampling` must be one of {UPSAMPLING}; got {upsampling!r}.")
     if output_stride not in (8, 16, 32):
         raise ValueError(f"`output_stride` must be 8, 16 or 32; got {output_stride!r}.")
-    if upsampling == "lpu" and downsampling not in ("aps", "lps"):
+    if upsampling == "lpu" and not spec.polyphase:
         raise ValueError(
             "upsampling='lpu' needs the selections of a polyphase backbone: use "
-            f"downsampling='aps' or 'lps' (got {downsampling!r}), or upsampling='bilinear'."
+            f"downsampling='aps' or 'lps' (got {spec.downsampling!r}), or upsampling='bilinear'."
         )
-    inputs = keras.Input(input_shape, name="images")
-    x, features, probs = resnet_features(
-        inputs, BACKBONES[backbone], stem="imagenet", downsampling=downsampling,
-        antialias=antialias, padding_mode=padding_mode, logits_channels=logits_channels,
-        logits_model=logits_model, lps_kwargs=lps_kwargs, sync_bn=sync_bn,
-        output_stride=output_stride, score_unfiltered=score_unfiltered,
-    )
-    b = Builder("strided", None, padding_mode, sync_bn=sync_bn)
+    if isinstance(backbone, ResNetBackbone):
+        if backbone.stem != "imagenet" or (backbone.output_stride or 32) != output_stride:
+            raise ValueError(
+                f"The backbone needs stem='imagenet' and output_stride={output_stride}; got "
+                f"stem={backbone.stem!r}, output_stride={backbone.output_stride!r}."
+            )
+        inputs, x = backbone.input, backbone.output
+        features, probs = backbone.pyramid_outputs, backbone.probs
+    else:
+        inputs = keras.Input(input_shape, name="images")
+        x, features, probs = resnet_features(inputs, BACKBONES[backbone], stem="imagenet",
+                                             output_stride=output_stride, sampling=spec)
+    layers = ConvFactory.from_spec(spec)
     rates = tuple(r * 16 // output_stride for r in _ASPP_RATES_OS16)
     decoder = _Decoder(upsampling, probs, lpu_antialias)
 
-    x = _aspp(b, x, rates, aspp_filters, "aspp")
+    x = _aspp(layers, x, rates, aspp_filters, "aspp")
     x = decoder.up(x, output_stride, 4, "decoder_up")
-    low = b.conv_bn_relu(features[4], low_level_filters, 1, "low_level")
+    low = layers.conv_bn_relu(features[4], low_level_filters, 1, "low_level")
     x = keras.layers.Concatenate(name="decoder_concat")([x, low])
-    x = b.conv_bn_relu(x, decoder_filters, 3, "decoder_conv1")
-    x = b.conv_bn_relu(x, decoder_filters, 3, "decoder_conv2")
+    x = layers.conv_bn_relu(x, decoder_filters, 3, "decoder_conv1")
+    x = layers.conv_bn_relu(x, decoder_filters, 3, "decoder_conv2")
     x = keras.layers.Conv2D(num_classes, 1, name="classifier")(x)
     x = decoder.up(x, 4, 1, "final_up")
-    return keras.Model(inputs, x, name=name or f"deeplabv3plus_{backbone}_{downsampling}")
+    return keras.Model(inputs, x, name=name or f"deeplabv3plus_{backbone_name}_{spec.downsampling}")

@@ -15,8 +15,8 @@ from lps_keras.models.blocks import (
     Builder,
     basic_block,
     bottleneck_block,
-    scorer_width,
 )
+from lps_keras.models.sampling import SamplingSpec, resolve_sampling
 
 # depth: (block kind, blocks per stage, stage widths)
 _IMAGENET_STAGES = (64, 128, 256, 512)
@@ -31,32 +31,16 @@ DEPTHS = {
 STEMS = ("cifar", "imagenet")
 
 
-def _stage_widths(logits_channels, num_stages):
-    """Scorer width per stage from `"auto"`, None, one int, or one value per stage."""
-    if logits_channels is None or isinstance(logits_channels, (int, str)):
-        widths = [logits_channels] * num_stages
-    else:
-        widths = list(logits_channels)
-    if len(widths) != num_stages:
-        raise ValueError(
-            f"`logits_channels` must be 'auto', None, an int or one value per stage "
-            f"({num_stages} for this depth); got {logits_channels!r}."
-        )
-    for width in widths:
-        scorer_width(width, 1)  # validate now, with a message naming the argument's values
-    return widths
-
-
 def resnet_features(inputs, depth, stem="imagenet", downsampling="strided", antialias=None,
                     padding_mode="circular", logits_channels=DEFAULT_LOGITS_CHANNELS,
                     logits_model="conv", lps_kwargs=None, sync_bn=False, output_stride=None,
-                    score_unfiltered=True):
+                    score_unfiltered=True, *, sampling=None):
     """Builds the ResNet body on `inputs`; for models that tap intermediate features.
 
     Args:
         inputs: Keras tensor `[B, H, W, C]`.
         depth, stem, downsampling, antialias, padding_mode, logits_channels,
-        logits_model, lps_kwargs, sync_bn, score_unfiltered: as in `resnet`.
+        logits_model, lps_kwargs, sync_bn, score_unfiltered, sampling: as in `resnet`.
         output_stride: None (no dilation) or 8/16/32 for ImageNet-stem backbones: stages
             past that stride keep their resolution and dilate their 3x3 convs instead.
 
@@ -65,6 +49,7 @@ def resnet_features(inputs, depth, stem="imagenet", downsampling="strided", anti
         (1, 2, 4, ...) to the last feature map at that stride; a dict from total stride to
         the `probs` of the downsampler that produced it (APS/LPS only).
     """
+    spec = resolve_sampling(sampling, resnet_features, locals())
     if depth not in DEPTHS:
         raise ValueError(f"`depth` must be one of {tuple(DEPTHS)}; got {depth!r}.")
     if stem not in STEMS:
@@ -74,9 +59,8 @@ def resnet_features(inputs, depth, stem="imagenet", downsampling="strided", anti
         raise ValueError(f"`output_stride` must be None, 8, 16 or 32; got {output_stride!r}.")
     if output_stride is not None and stem != "imagenet":
         raise ValueError("`output_stride` needs the ImageNet stem (stride 4 before stage 1).")
-    b = Builder(downsampling, antialias, padding_mode, logits_model, lps_kwargs, sync_bn,
-                score_unfiltered)
-    scorer_widths = _stage_widths(logits_channels, len(widths))
+    b = Builder(spec)
+    scorer_widths = spec.stage_widths(len(widths))
     features, probs = {}, {}
     stride_now = 1
 
@@ -133,8 +117,7 @@ def resnet_features(inputs, depth, stem="imagenet", downsampling="strided", anti
 def resnet(depth, num_classes=1000, input_shape=None, stem="imagenet", downsampling="strided",
            antialias=None, padding_mode="circular", logits_channels=DEFAULT_LOGITS_CHANNELS,
            logits_model="conv", lps_kwargs=None, include_top=True, sync_bn=False, dropout=0.0,
-           score_unfiltered=True,
-           name=None):
+           score_unfiltered=True, name=None, *, sampling=None):
     """A ResNet classifier.
 
     Args:
@@ -162,6 +145,9 @@ def resnet(depth, num_classes=1000, input_shape=None, stem="imagenet", downsampl
         score_unfiltered: with `antialias`, select on the unfiltered input and return the
             filtered one (default True: a blur evens out the components and invites ties).
         name: model name.
+        sampling: a `SamplingSpec` (or its `to_dict()`) in place of the keyword settings
+            `downsampling`, `antialias`, `padding_mode`, `logits_channels`, `logits_model`,
+            `lps_kwargs`, `sync_bn`, `score_unfiltered` (which then keep their defaults).
 
     Returns:
         A functional `keras.Model` returning logits (or features).
@@ -173,16 +159,15 @@ def resnet(depth, num_classes=1000, input_shape=None, stem="imagenet", downsampl
     >>> model(keras.random.normal((2, 32, 32, 3)), training=False).shape
     TensorShape([2, 10])
     """
+    spec = resolve_sampling(sampling, resnet, locals())
     inputs = keras.Input(input_shape or (None, None, 3), name="images")
-    x, _, _ = resnet_features(inputs, depth, stem, downsampling, antialias, padding_mode,
-                              logits_channels, logits_model, lps_kwargs, sync_bn,
-                              score_unfiltered=score_unfiltered)
+    x, _, _ = resnet_features(inputs, depth, stem, sampling=spec)
     if include_top:
         x = InvariantGlobalAveragePooling2D(name="avg_pool")(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name="dropout")(x)
         x = keras.layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(inputs, x, name=name or f"resnet{depth}_{downsampling}")
+    return keras.Model(inputs, x, name=name or f"resnet{depth}_{spec.downsampling}")
 
 
 def _named(depth):
@@ -200,3 +185,62 @@ resnet50 = _named(50)
 resnet101 = _named(101)
 resnet20 = _named(20)
 resnet56 = _named(56)
+
+
+@keras.saving.register_keras_serializable(package="lps_keras")
+class ResNetBackbone(keras.Model):
+    """The ResNet body as a model: images to the last feature map, with its taps.
+
+    A functional model built in `__init__` (keras-hub style), so it saves to `.keras` by its
+    constructor arguments. `deeplabv3plus(backbone=...)` accepts one.
+
+    Args:
+        depth, stem, sampling: as in `resnet` (`sampling`: a `SamplingSpec`, its
+            `to_dict()`, or None for the defaults: strided).
+        input_shape: `(H, W, C)`; default `(None, None, 3)`.
+        output_stride: as in `resnet_features`.
+        **kwargs: `keras.Model` arguments (`name`, `trainable`).
+
+    Attributes:
+        pyramid_outputs: dict from total stride (1, 2, 4, ...) to the last feature map at
+            that stride (Keras tensors of this model's graph).
+        probs: dict from total stride to the selection of the downsampler that produced it
+            (APS/LPS only).
+        sampling: the `SamplingSpec`.
+
+    Example:
+
+    >>> from lps_keras.models import SamplingSpec
+    >>> backbone = ResNetBackbone(18, input_shape=(64, 64, 3),
+    ...                           sampling=SamplingSpec(downsampling="lps"))
+    >>> sorted(backbone.pyramid_outputs), sorted(backbone.probs)
+    ([2, 4, 8, 16, 32], [2, 4, 8, 16, 32])
+    """
+
+    def __init__(self, depth, input_shape=(None, None, 3), stem="imagenet", output_stride=None,
+                 sampling=None, **kwargs):
+        spec = SamplingSpec.coerce(sampling)
+        inputs = keras.Input(tuple(input_shape), name="images")
+        x, features, probs = resnet_features(inputs, depth, stem, output_stride=output_stride,
+                                             sampling=spec)
+        kwargs.setdefault("name", f"resnet{depth}_backbone_{spec.downsampling}")
+        super().__init__(inputs=inputs, outputs=x, **kwargs)
+        self.depth = depth
+        self.image_shape = tuple(input_shape)
+        self.stem = stem
+        self.output_stride = output_stride
+        self.sampling = spec
+        self.pyramid_outputs = features
+        self.probs = probs
+
+    def get_config(self):
+        return {
+            "depth": self.depth, "input_shape": list(self.image_shape), "stem": self.stem,
+            "output_stride": self.output_stride, "sampling": self.sampling.to_dict(),
+            "name": self.name, "trainable": self.trainable,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+

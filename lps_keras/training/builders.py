@@ -31,10 +31,9 @@ def build_model(model_config, input_shape, num_classes):
     if kind not in MODEL_KINDS:
         raise ValueError(f"config.model.kind must be one of {MODEL_KINDS}; got {kind!r}.")
     lps = cfg.pop("lps", None) or {}
-    # Absent: the model builders' default (`DEFAULT_LOGITS_CHANNELS`); the configs in
-    # configs/ always set it (`configs.base.LOGITS_CHANNELS`).
-    if isinstance(cfg.get("logits_channels"), list):
-        cfg["logits_channels"] = tuple(cfg["logits_channels"])
+    # `logits_channels` absent: the model builders' default (`DEFAULT_LOGITS_CHANNELS`); the
+    # configs in configs/ always set it (`configs.base.LOGITS_CHANNELS`). A list (from JSON)
+    # is one width per stage: `SamplingSpec` reads it as a tuple.
     common = dict(num_classes=num_classes, input_shape=tuple(input_shape),
                   lps_kwargs=lps, **cfg)
     try:
