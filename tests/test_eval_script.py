@@ -13,7 +13,7 @@ from lps_keras.evaluation import LoadedModel, load_arrays
 from lps_keras.export import export_saved_model
 from lps_keras.models import resnet20
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _eval(args):
