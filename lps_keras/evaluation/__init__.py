@@ -5,7 +5,10 @@
   run is scored on);
 - `runner`: `evaluate`, which applies the protocols of `lps_keras.metrics` with batched,
   compiled forward passes and reports percentages;
-- `plots`: `plot_consistency` and `plot_segmentation_examples`.
+- `plots`: `plot_consistency` and `plot_segmentation_examples`;
+- `shifts`, `predict`, `classification`, `segmentation`: the protocols themselves (seeded
+  per-image shifts, inference-mode batching, the classification and segmentation
+  metrics), published as `lps_keras.metrics`.
 
 Protocols always see raw pixels (0-255): the model (or its SavedModel signature)
 normalises, so a standard shift fills with black, as in the papers.

@@ -17,9 +17,16 @@ import time
 
 import numpy as np
 
-from lps_keras import metrics
 from lps_keras.data import dataset_info
+from lps_keras.evaluation.classification import accuracy, consistency_vs_shift, shift_consistency
 from lps_keras.evaluation.loading import load_arrays
+from lps_keras.evaluation.segmentation import (
+    confusion_matrix,
+    mean_iou,
+    per_class_iou,
+    segmentation_shift_consistency,
+)
+from lps_keras.evaluation.shifts import DEFAULT_MAX_SHIFT, MODES
 
 EVAL_MODES = ("class_accuracy", "shift_consistency", "segmentation")
 UNITS = "percent (0-100)"
@@ -116,7 +123,7 @@ def evaluate(model, eval_mode, dataset, *, split="test", data_dir=None, num_exam
     Args:
         model: a `LoadedModel` (called on raw 0-255 images).
         eval_mode: one of `EVAL_MODES`. `"class_accuracy"`: top-1 accuracy;
-            `"shift_consistency"`: accuracy, C-Cons and S-Cons (`metrics.shift_consistency`)
+            `"shift_consistency"`: accuracy, C-Cons and S-Cons (`shift_consistency`)
             and, with `curves`, consistency against shift size; `"segmentation"`: mIoU,
             per-class IoU and circular/standard mASSC.
         dataset, split, data_dir, num_examples, image_size, crop_size, source: the data
@@ -165,7 +172,7 @@ def evaluate(model, eval_mode, dataset, *, split="test", data_dir=None, num_exam
                 seed, batch_size)
         return result
 
-    shift = metrics.DEFAULT_MAX_SHIFT[protocol] if max_shift is None else int(max_shift)
+    shift = DEFAULT_MAX_SHIFT[protocol] if max_shift is None else int(max_shift)
     result["max_shift"] = shift
     cons_images = images
     if protocol == "imagenet" and eval_mode == "shift_consistency":
@@ -178,12 +185,12 @@ def evaluate(model, eval_mode, dataset, *, split="test", data_dir=None, num_exam
         predict = _Predictor(m, batch_size, len(images), log)
         chunk = _chunk_size(cons_images, batch_size)
         predict.begin("accuracy", 1)
-        entry = {"accuracy": metrics.accuracy(predict, images, targets,
-                                              batch_size=_chunk_size(images, batch_size))}
+        entry = {"accuracy": accuracy(predict, images, targets,
+                                      batch_size=_chunk_size(images, batch_size))}
         if eval_mode == "shift_consistency":
-            for mode in metrics.MODES:
+            for mode in MODES:
                 predict.begin(f"{mode} consistency", 2)
-                entry[f"{mode}_consistency"] = metrics.shift_consistency(
+                entry[f"{mode}_consistency"] = shift_consistency(
                     predict, cons_images, mode=mode, max_shift=shift, seed=seed,
                     batch_size=chunk, protocol=protocol)
             if curves:
@@ -192,7 +199,7 @@ def evaluate(model, eval_mode, dataset, *, split="test", data_dir=None, num_exam
                 for mode, pictures in (("circular", cons_images), ("standard", images)):
                     predict.begin(f"{mode} consistency vs shift", 1 + len(sizes))
                     entry[f"{mode}_vs_shift"] = {
-                        str(k): v for k, v in metrics.consistency_vs_shift(
+                        str(k): v for k, v in consistency_vs_shift(
                             predict, pictures, shifts=sizes, mode=mode, seed=seed,
                             batch_size=_chunk_size(pictures, batch_size)).items()}
         result["models"][m.name] = entry
@@ -203,18 +210,18 @@ def _segmentation(predict, images, masks, info, max_shift, seed, batch_size):
     chunk = _chunk_size(images, batch_size)
     predict.begin("segmentation", 1)
     preds = np.concatenate([predict(images[i:i + chunk]) for i in range(0, len(images), chunk)])
-    confusion = metrics.confusion_matrix(masks, preds, info.num_classes,
-                                         ignore_label=info.ignore_index)
+    confusion = confusion_matrix(masks, preds, info.num_classes,
+                                 ignore_label=info.ignore_index)
     names = info.class_names or tuple(str(k) for k in range(info.num_classes))
-    ious = metrics.per_class_iou(confusion)
+    ious = per_class_iou(confusion)
     entry = {
-        "mean_iou": metrics.mean_iou(confusion),  # already a percentage
+        "mean_iou": mean_iou(confusion),  # already a percentage
         "per_class_iou": {name: (None if np.isnan(v) else float(v))
                           for name, v in zip(names, ious, strict=True)},
     }
-    for mode in metrics.MODES:
+    for mode in MODES:
         predict.begin(f"{mode} mASSC", 1 + _SEG_NUM_SHIFTS)
-        entry[f"{mode}_massc"] = metrics.segmentation_shift_consistency(
+        entry[f"{mode}_massc"] = segmentation_shift_consistency(
             predict, images, masks, mode=mode, num_shifts=_SEG_NUM_SHIFTS,
             max_shift=max_shift, ignore_label=info.ignore_index, seed=seed, batch_size=chunk)
     return entry
