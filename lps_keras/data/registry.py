@@ -52,6 +52,22 @@ class DatasetInfo:
     protocol: str = "cifar"
 
 
+def _imagenet_family(name, num_classes, splits):
+    """An ImageNet-style classification set: resize 256, centre crop 224, flip; ImageNet
+    mean/std; the ImageNet consistency protocol."""
+    return DatasetInfo(
+        name=name,
+        protocol="imagenet",
+        task="classification",
+        num_classes=num_classes,
+        image_shape=(224, 224, 3),
+        mean=aug.IMAGENET_MEAN,
+        std=aug.IMAGENET_STD,
+        splits=splits,
+        default_augment="flip",
+    )
+
+
 _INFOS = {
     "synthetic_shapes": DatasetInfo(
         name="synthetic_shapes",
@@ -87,39 +103,10 @@ _INFOS = {
         default_augment="flip+shift",  # the LPS CIFAR-10 recipe: flip, circular shift +-3
         class_names=cifar.CIFAR10_CLASS_NAMES,
     ),
-    "imagenet": DatasetInfo(
-        name="imagenet",
-        protocol="imagenet",
-        task="classification",
-        num_classes=1000,
-        image_shape=(224, 224, 3),
-        mean=aug.IMAGENET_MEAN,
-        std=aug.IMAGENET_STD,
-        splits=("train", "validation"),
-        default_augment="flip",  # resize 256, centre crop 224, flip
-    ),
-    "imagenette": DatasetInfo(
-        name="imagenette",
-        protocol="imagenet",
-        task="classification",
-        num_classes=10,
-        image_shape=(224, 224, 3),
-        mean=aug.IMAGENET_MEAN,
-        std=aug.IMAGENET_STD,
-        splits=("train", "validation"),
-        default_augment="flip",
-    ),
-    "image_folder": DatasetInfo(
-        name="image_folder",
-        protocol="imagenet",
-        task="classification",
-        num_classes=None,
-        image_shape=(224, 224, 3),
-        mean=aug.IMAGENET_MEAN,
-        std=aug.IMAGENET_STD,
-        splits=("train", "validation", "val", "test"),
-        default_augment="flip",
-    ),
+    "imagenet": _imagenet_family("imagenet", 1000, ("train", "validation")),
+    "imagenette": _imagenet_family("imagenette", 10, ("train", "validation")),
+    "image_folder": _imagenet_family("image_folder", None,
+                                     ("train", "validation", "val", "test")),
     "voc": DatasetInfo(
         name="voc",
         task="segmentation",
