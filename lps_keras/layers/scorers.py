@@ -84,6 +84,15 @@ class _Scorer(keras.layers.Layer):
         c = components_shape[-1]
         return (None, None, None, c if channels is None else channels)
 
+    def _build_hidden_and_head(self, components_shape, kernel_size):
+        """`conv1` (input -> width, with bias) and the bias-free one-filter head `conv2`,
+        both `kernel_size` x `kernel_size`."""
+        width = self._width(components_shape[-1])
+        self.conv1 = self._conv(width, kernel_size, "conv1")
+        self.conv2 = self._conv(1, kernel_size, "conv2", use_bias=False)
+        self.conv1.build(self._flat_shape(components_shape))
+        self.conv2.build(self._flat_shape(components_shape, width))
+
     def _width(self, channels):
         return channels if self.hidden_channels is None else self.hidden_channels
 
@@ -100,12 +109,7 @@ class ConvScorer(_Scorer):
     """3x3 conv, ReLU, 3x3 conv to one channel, global mean (the LPS default)."""
 
     def build(self, components_shape):
-        c = components_shape[-1]
-        width = self._width(c)
-        self.conv1 = self._conv(width, 3, "conv1")
-        self.conv2 = self._conv(1, 3, "conv2", use_bias=False)
-        self.conv1.build(self._flat_shape(components_shape))
-        self.conv2.build(self._flat_shape(components_shape, width))
+        self._build_hidden_and_head(components_shape, 3)
 
     def call(self, components):
         k = components.shape[1]
@@ -144,11 +148,7 @@ class PerceptronScorer(_Scorer):
     """Per-pixel perceptron (1x1 conv, ReLU, 1x1 conv to one channel), global mean."""
 
     def build(self, components_shape):
-        width = self._width(components_shape[-1])
-        self.conv1 = self._conv(width, 1, "conv1")
-        self.conv2 = self._conv(1, 1, "conv2", use_bias=False)
-        self.conv1.build(self._flat_shape(components_shape))
-        self.conv2.build(self._flat_shape(components_shape, width))
+        self._build_hidden_and_head(components_shape, 1)
 
     def call(self, components):
         k = components.shape[1]
