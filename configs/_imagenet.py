@@ -23,6 +23,7 @@ def imagenet_resnet(depth, downsampling, antialias=None):
     config.train.weight_decay = 1e-4
     config.train.lr_schedule = {"name": "step", "step_size": 30, "gamma": 0.1}
     config.train.tau_schedule = tau_recipe("imagenet")
+    config.eval.split = "validation"  # ImageNet has no labelled test split
     config.eval.batch_size = 50
     config.eval.max_shift = 32  # ImageNet protocol shifts
     return config

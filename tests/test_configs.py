@@ -50,6 +50,14 @@ def test_config_resolves(name):
     assert model.name.endswith(expected)
 
 
+@pytest.mark.parametrize("name", CONFIGS)
+def test_eval_split_exists_in_the_dataset(name):
+    # The ImageNet configs once evaluated on split "test", which ImageNet does not have:
+    # every run crashed after its last epoch, before saving the model.
+    config = load(name)
+    assert config.eval.split in dataset_info(config.data.name).splits
+
+
 def test_recipes_match_the_papers():
     cifar = load("cifar10_resnet18_lps.py")
     assert (cifar.train.learning_rate, cifar.train.batch_size, cifar.train.epochs,
