@@ -18,6 +18,11 @@ from lps_keras.layers.scorers import SCORERS, get_scorer
 NORMS = ("l2", "l1", "linf")
 
 
+def _is_best(scores):
+    """`[B, K]` mask of the components equal to their sample's best score."""
+    return ops.equal(scores, ops.max(scores, axis=-1, keepdims=True))
+
+
 def argmax_with_tiebreak(scores, second):
     """Per-sample index of the best of `scores` `[B, K]`; exact ties go to the best of
     `second` among the tied components, then to the lowest index.
@@ -25,14 +30,12 @@ def argmax_with_tiebreak(scores, second):
     When both permute exactly with a circular shift of the input (as float64 scores do,
     see `reductions`), so does the winner, except between components tied in both.
     """
-    is_best = ops.equal(scores, ops.max(scores, axis=-1, keepdims=True))
-    return ops.argmax(ops.where(is_best, second, float("-inf")), axis=-1)
+    return ops.argmax(ops.where(_is_best(scores), second, float("-inf")), axis=-1)
 
 
 def has_tie(scores):
     """True if any sample has two or more components tied for the best score."""
-    is_best = ops.equal(scores, ops.max(scores, axis=-1, keepdims=True))
-    return ops.any(ops.sum(ops.cast(is_best, "int32"), axis=-1) > 1)
+    return ops.any(ops.sum(ops.cast(_is_best(scores), "int32"), axis=-1) > 1)
 
 
 class _PolyphaseDownsampling(keras.layers.Layer):

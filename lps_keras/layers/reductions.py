@@ -17,9 +17,11 @@ rounding boundary (a chance of order 1e-9 per value).
 Sums over the few polyphase components (in the `attention` and `graph` scorers) add the
 terms in sorted order instead (`set_sum`): exactly order-free at negligible cost.
 
-What this cannot fix: an exact tie (a constant image, an all-zero feature map, identical
-components) has no winner; argmax then takes the lowest index, and a shift can change which
-index that is.
+What order-free sums cannot fix: an exact tie (an all-zero scorer feature map, l1 norms
+after a blur, identical components) has no winner. The downsamplers break such ties with a
+second statistic that also follows the shift (`downsampling.argmax_with_tiebreak`); only
+components tied in that too (identical ones, as in a constant image) go to the lowest
+index, which a shift can change.
 
 Float64 inputs are summed in float64 as they are: there is no wider type to accumulate in.
 """
