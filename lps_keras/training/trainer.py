@@ -249,15 +249,12 @@ class Trainer:
         settings = settings_from_config(self.config)
         wrapped = LoadedModel.from_keras(model, self.info.mean, self.info.std,
                                          name=self.config.name)
-        max_shift = settings["seg_max_shift" if self.task == "segmentation" else "max_shift"]
+        seg_max_shift = settings.pop("seg_max_shift")
+        if self.task == "segmentation":
+            settings["max_shift"] = seg_max_shift
         _log(f"Evaluating on {settings['dataset']} {settings['split']}:")
-        result = evaluate(
-            wrapped, default_eval_mode(self.task), settings["dataset"],
-            split=settings["split"], data_dir=settings["data_dir"],
-            num_examples=settings["num_examples"], seed=settings["seed"],
-            batch_size=settings["batch_size"], max_shift=max_shift,
-            image_size=settings["image_size"], crop_size=settings["crop_size"],
-            source=settings["source"], curves=False, log=_log)
+        result = evaluate(wrapped, default_eval_mode(self.task), curves=False, log=_log,
+                          **settings)
         entry = result["models"][wrapped.name]
         return {key: result[key] for key in ("split", "num_examples", "protocol",
                                              "max_shift", "seed", "units")} | entry
