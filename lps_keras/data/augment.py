@@ -220,9 +220,12 @@ def center_crop(image, size):
     """Crops the central `size` (int or `(h, w)`) window of `image` (`[H, W, ...]`)."""
     size_h, size_w = _pair(size)
     shape = tf.shape(image)
-    tf.debugging.assert_greater_equal(
+    fits = tf.debugging.assert_greater_equal(
         shape[:2], [size_h, size_w], message="center_crop: image is smaller than the crop size"
     )
+    # Ordered explicitly: the slice below would otherwise clamp silently before the check runs.
+    with tf.control_dependencies([fits]):
+        image = tf.identity(image)
     y = (shape[0] - size_h) // 2
     x = (shape[1] - size_w) // 2
     return image[y : y + size_h, x : x + size_w]

@@ -266,12 +266,16 @@ def preprocess_eval(image, mask, size=512, image_pad_value=0.0):
     if size is None:
         return tf.cast(image, tf.float32), mask
     size_h, size_w = (size, size) if isinstance(size, int) else size
-    tf.debugging.assert_less_equal(
+    fits = tf.debugging.assert_less_equal(
         tf.shape(mask),
         [size_h, size_w],
         message="VOC evaluation: image larger than the evaluation size; raise it, or use "
         "size=None with batch size 1",
     )
+    # The check must run before the shape assertions below, which would otherwise fail first
+    # (in whichever order the runtime picks) with a message that names no setting.
+    with tf.control_dependencies([fits]):
+        image, mask = tf.identity(image), tf.identity(mask)
     image, mask = augment.pad_to_size(
         image, mask, (size_h, size_w), image_pad_value, VOC_IGNORE_INDEX
     )
