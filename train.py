@@ -9,6 +9,7 @@ Re-running the same command resumes from the last completed epoch in --workdir.
 """
 
 import os
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -25,8 +26,14 @@ flags.DEFINE_string("workdir", None, "Run directory (default: runs/<config.name>
 flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multi_worker"],
                   "tf.distribute strategy; auto picks mirrored with more than one GPU.")
 flags.DEFINE_integer("cpu_devices", 1, "Split the CPU into this many logical devices "
-                     "(to try MirroredStrategy without GPUs).")
+                     "(to try MirroredStrategy without GPUs).", lower_bound=1)
 FLAGS = flags.FLAGS
+
+
+def _fail(error):
+    """Prints a user-facing error as one message (no traceback) and exits."""
+    print(f"train.py: error: {error}", file=sys.stderr, flush=True)
+    sys.exit(getattr(error, "exit_code", 2))
 
 
 def main(argv):
@@ -37,11 +44,18 @@ def main(argv):
     from lps_keras.training.distribute import configure_cpu_devices, get_strategy
 
     configure_cpu_devices(FLAGS.cpu_devices)  # before any TF op runs
+    from lps_keras.data.errors import CorruptDatasetError, DatasetNotFoundError
+    from lps_keras.errors import RunError
+    from lps_keras.training.naming import run_name
     from lps_keras.training.trainer import Trainer
 
     config = FLAGS.config
+    config.name = run_name(config)
     workdir = FLAGS.workdir or os.path.join("runs", config.name)
-    Trainer(config, workdir, get_strategy(FLAGS.strategy)).run()
+    try:
+        Trainer(config, workdir, get_strategy(FLAGS.strategy)).run()
+    except (RunError, DatasetNotFoundError, CorruptDatasetError) as e:
+        _fail(e)
 
 
 if __name__ == "__main__":

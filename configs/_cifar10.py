@@ -8,8 +8,6 @@ from configs.base import get_base_config, tau_recipe
 
 def cifar10_resnet18(downsampling, antialias=None):
     config = get_base_config()
-    suffix = downsampling + (f"_{antialias}" if antialias else "")
-    config.name = f"cifar10_resnet18_{suffix}"
     config.data.name = "cifar10"
     config.data.augment = "flip+shift"  # random flip + circular shift in [-3, 3]
     config.data.max_shift = 3

@@ -8,8 +8,6 @@ from configs.base import get_base_config, tau_recipe
 
 def imagenet_resnet(depth, downsampling, antialias=None):
     config = get_base_config()
-    suffix = downsampling + (f"_{antialias}" if antialias else "")
-    config.name = f"imagenet_resnet{depth}_{suffix}"
     config.data.name = "imagenet"
     config.data.augment = "flip"  # resize 256, centre crop 224, flip
     config.model.depth = depth

@@ -5,7 +5,6 @@ from configs.base import deeplab_model_config, get_base_config, tau_recipe
 
 def voc_deeplab(backbone):
     config = get_base_config()
-    config.name = f"voc_deeplabv3plus_{backbone}_lps_lpu"
     config.data.name = "voc"
     config.data.augment = "flip+scale"
     config.data.crop_size = 512  # divisible by 32: exact equivariance

@@ -23,7 +23,9 @@ def sampling_fields():
     return {
         "downsampling": "lps",  # strided | blurpool | aps | lps
         "antialias": ml_collections.config_dict.placeholder(str),  # lowpass3, ddac3
-        "padding_mode": "circular", "logits_channels": LOGITS_CHANNELS, "logits_model": "conv",
+        "padding_mode": "circular", "logits_model": "conv",
+        # Typed `object`: a None field would refuse `--config.model.logits_channels=4`.
+        "logits_channels": ml_collections.FieldReference(LOGITS_CHANNELS, field_type=object),
         "sync_bn": False, "lps": ml_collections.ConfigDict(_LPS_DEFAULTS),
     }
 
@@ -51,7 +53,10 @@ def deeplab_model_config(**overrides):
 
 def get_base_config():
     config = ml_collections.ConfigDict()
-    config.name = "run"
+    # Empty: derived from the data and the model (`lps_keras.training.naming.run_name`,
+    # e.g. cifar10_resnet18_lps), so `--config.model.downsampling=strided` names its own
+    # run directory and export. Set it to choose a name.
+    config.name = ""
     config.seed = 0
 
     config.data = ml_collections.ConfigDict()
@@ -95,5 +100,5 @@ def get_base_config():
     config.export = ml_collections.ConfigDict()
     config.export.enabled = True
     config.export.dir = "saved_models"
-    config.export.name = ""  # empty: config.name
+    config.export.name = ""  # empty: the run name
     return config

@@ -11,10 +11,6 @@ from configs.base import get_base_config, tau_recipe
 def get_config():
     config = get_base_config()
     config.model.downsampling = "lps"
-    # Follows --config.model.downsampling, so `--config.model.downsampling=strided` gets its
-    # own run directory and export name (runs/synthetic_shapes_resnet20_strided) instead of
-    # resuming the LPS run's checkpoints.
-    config.name = "synthetic_shapes_resnet20_" + config.model.get_ref("downsampling")
     config.data.name = "synthetic_shapes"
     config.model.depth = 20
     config.model.stem = "cifar"

@@ -8,7 +8,6 @@ from configs.base import deeplab_model_config, get_base_config, tau_recipe
 
 def get_config():
     config = get_base_config()
-    config.name = "synthetic_shapes_seg_deeplabv3plus_lps"
     config.data.name = "synthetic_shapes_seg"
     config.data.augment = "flip+shift"
     config.model = deeplab_model_config(

@@ -30,6 +30,7 @@ a process killed mid-export can leave one behind, which is safe to delete.
 
 import dataclasses
 import datetime
+import hashlib
 import json
 import os
 
@@ -148,6 +149,42 @@ def export_saved_model(model, export_dir, *, name=None, version=None, task="auto
     >>> out["classes"].shape, out["probabilities"].shape
     (TensorShape([4]), TensorShape([4, 10]))
     """
+    spec_args = check_export_arguments(
+        model, name=name, version=version, task=task, mean=mean, std=std,
+        input_scale=input_scale, image_size=image_size, class_names=class_names,
+        dataset=dataset)
+    name, version = spec_args.pop("name"), spec_args.pop("version")
+    overwrite = bool(overwrite)
+    # Nothing touches the disk before every argument has been checked.
+    version, final_dir = versioned_dir.prepare(
+        os.path.join(os.fspath(export_dir), name), version, overwrite)
+    spec = ServingSpec(name=name, version=version, **spec_args)
+    # Everything is written into a hidden, non-integer-named sibling (servers skip it) and
+    # renamed into place once complete.
+    with versioned_dir.staged(final_dir, overwrite) as tmp_dir:
+        signatures, root = _serving_signatures(model, spec)
+        tf.saved_model.save(
+            root, tmp_dir, signatures=signatures,
+            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False),
+        )
+        with open(os.path.join(tmp_dir, METADATA_FILENAME), "w", encoding="utf-8") as f:
+            json.dump(_metadata(model, spec), f, indent=2)
+            f.write("\n")
+    return final_dir
+
+
+def check_export_arguments(model, *, name=None, version=None, task="auto",
+                           mean=None, std=None, input_scale=255.0, image_size=None,
+                           class_names=None, dataset=None):
+    """Checks the arguments of `export_saved_model` without writing anything.
+
+    Returns the checked values as a dict (`name`, `version`, `task`, `num_classes`,
+    `class_names`, `mean`, `std`, `input_scale`, `served_hw`, `output_shape`, `dataset`).
+    `train.py` calls it before training, so an export cannot fail after it.
+
+    Raises:
+        ValueError: as `export_saved_model` would.
+    """
     if keras.backend.backend() != "tensorflow":
         raise ValueError(
             "export_saved_model needs the TensorFlow backend; set KERAS_BACKEND=tensorflow "
@@ -167,30 +204,45 @@ def export_saved_model(model, export_dir, *, name=None, version=None, task="auto
     class_names = _check_class_names(class_names, num_classes)
     if dataset is not None and (not isinstance(dataset, str) or not dataset):
         raise ValueError(f"`dataset` must be a non-empty string or None; got {dataset!r}.")
-    overwrite = bool(overwrite)
 
-    name = _check_name(model.name if name is None else name)
+    name = check_name(model.name if name is None else name)
     if version is not None:
         version = _check_version(version)
+    return dict(name=name, version=version, task=task, num_classes=num_classes,
+                class_names=class_names, mean=mean, std=std, input_scale=input_scale,
+                served_hw=served_hw, output_shape=output_shape, dataset=dataset)
 
-    # Nothing touches the disk before every argument has been checked.
-    version, final_dir = versioned_dir.prepare(
-        os.path.join(os.fspath(export_dir), name), version, overwrite)
-    spec = ServingSpec(name=name, version=version, task=task, num_classes=num_classes,
-                       class_names=class_names, mean=mean, std=std, input_scale=input_scale,
-                       served_hw=served_hw, output_shape=output_shape, dataset=dataset)
-    # Everything is written into a hidden, non-integer-named sibling (servers skip it) and
-    # renamed into place once complete.
-    with versioned_dir.staged(final_dir, overwrite) as tmp_dir:
-        signatures, root = _serving_signatures(model, spec)
-        tf.saved_model.save(
-            root, tmp_dir, signatures=signatures,
-            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False),
-        )
-        with open(os.path.join(tmp_dir, METADATA_FILENAME), "w", encoding="utf-8") as f:
-            json.dump(_metadata(model, spec), f, indent=2)
-            f.write("\n")
-    return final_dir
+
+
+def weights_fingerprint(model):
+    """SHA-256 (hex) of every weight of `model`: its path, dtype, shape and bytes, in order.
+    Stored in `export_metadata.json` as `weights_sha256`."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
+        digest.update(f"{weight.path}|{value.dtype}|{value.shape}|".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def find_export(export_dir, name, fingerprint):
+    """The version directory under `export_dir/name` whose metadata records the weights
+    `fingerprint` (see `weights_fingerprint`), newest first; None when there is none.
+    `train.py` uses it so that a rerun never publishes the same weights as a new version."""
+    parent = os.path.join(os.fspath(export_dir), name)
+    if not os.path.isdir(parent):
+        return None
+    versions = sorted((int(e) for e in os.listdir(parent) if e.isascii() and e.isdigit()),
+                      reverse=True)
+    for version in versions:
+        path = os.path.join(parent, str(version), METADATA_FILENAME)
+        try:
+            with open(path, encoding="utf-8") as f:
+                if json.load(f).get("weights_sha256") == fingerprint:
+                    return os.path.join(parent, str(version))
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 # ----------------------------------------------------------------------------- validation
@@ -298,7 +350,8 @@ def _check_class_names(class_names, num_classes):
     return class_names
 
 
-def _check_name(name):
+def check_name(name):
+    """`name` if it can be a served model name (a directory name)."""
     if (not isinstance(name, str) or name in ("", ".", "..") or name.startswith(".")
             or "/" in name or "\\" in name or os.sep in name):
         raise ValueError(
@@ -436,6 +489,7 @@ def _metadata(model, spec):
             "keras": keras.__version__,
             "tensorflow": tf.__version__,
         },
+        "weights_sha256": weights_fingerprint(model),
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"),
     }

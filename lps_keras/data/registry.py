@@ -123,7 +123,7 @@ _INFOS = {
 DATASET_NAMES = tuple(_INFOS)
 
 
-def dataset_info(name):
+def dataset_info(name, data_dir=None):
     """Returns the `DatasetInfo` of `name` (see `DATASET_NAMES`).
 
     Raises:

@@ -21,6 +21,8 @@ Set `LPS_KERAS_WEIGHTS_CHECKSUM=1` to make every process print
 workers with it).
 """
 
+import collections
+import json
 import os
 import shutil
 import time
@@ -29,7 +31,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from lps_keras import rundir
 from lps_keras.data import build_dataset, dataset_info
+from lps_keras.errors import DivergenceError, RunDirectoryError
 from lps_keras.evaluation import (
     LoadedModel,
     default_eval_mode,
@@ -39,8 +43,9 @@ from lps_keras.evaluation import (
 )
 from lps_keras.layers import lps_layers
 from lps_keras.rundir import RunDirectory
-from lps_keras.training import builders
+from lps_keras.training import builders, checkpoints, preflight, resume
 from lps_keras.training.distribute import is_chief, worker_index
+from lps_keras.training.naming import run_name
 
 
 def _log(message):
@@ -54,6 +59,11 @@ def _seed_states(model):
     return [v.value for v in model.variables if "seed_generator_state" in v.path]
 
 
+class _Built(collections.namedtuple(
+        "_Built", ["steps", "model", "optimizer", "epoch_var", "tau_schedule"])):
+    """What `Trainer._build` makes from the config."""
+
+
 class Trainer:
     """Trains, evaluates and exports one config.
 
@@ -64,19 +74,15 @@ class Trainer:
     """
 
     def __init__(self, config, workdir, strategy):
+        config.name = run_name(config)  # an empty name is derived from data and model
         self.config = config
         self.run_dir = RunDirectory(workdir)
         self.workdir = self.run_dir.path
         self.strategy = strategy
-        self.info = dataset_info(config.data.name)
+        with preflight.setting("config.data.name"):
+            self.info = dataset_info(config.data.name, data_dir=config.data.data_dir or None)
         self.task = self.info.task
-        replicas = strategy.num_replicas_in_sync
         self.global_batch = int(config.train.batch_size)
-        if self.global_batch % replicas:
-            raise ValueError(
-                f"config.train.batch_size ({self.global_batch}) must be divisible by the "
-                f"number of replicas ({replicas}); the per-replica batch is derived from it."
-            )
 
     # ----------------------------------------------------------------- data
     def _dataset(self, split, training, seed, batch_size=None, normalize=True):
@@ -135,38 +141,87 @@ class Trainer:
 
     # ----------------------------------------------------------------- main
     def run(self):
+        """Trains (or resumes), evaluates and exports; returns the results dict (None on a
+        non-chief worker).
+
+        Raises `lps_keras.errors.RunError` subclasses for what the user must act on: a bad
+        setting (before anything is written), a run directory in use or holding another
+        model, and divergence (`DivergenceError`, after which the checkpoints still hold
+        the last finite epoch).
+        """
+        if not is_chief():  # only the chief writes the run directory
+            return self._run(chief=False)
+        with self.run_dir.lock():
+            return self._run(chief=True)
+
+    def check(self):
+        """Checks every setting of the run without training or writing the run directory:
+        the config's values, the training data (one batch is read), the model, optimizer
+        and schedules, the evaluation (the run's own path on two examples) and the export
+        settings (the export directory is created to prove it writable). Raises
+        `lps_keras.errors.ConfigError` (or a data error) naming what is wrong. `run` does
+        all of this before its first training step."""
+        preflight.check_settings(self.config, self.info, self.strategy.num_replicas_in_sync)
+        built = self._build()
+        self._check_after_training_settings(built.model)
+        return built
+
+    def _check_after_training_settings(self, model):
+        preflight.check_evaluation(model, self._evaluate)
+        if self.config.export.enabled:
+            preflight.check_export(model, self.config, self.info)
+
+    def _build(self):
+        """The model, its optimizer and schedules, and the steps per epoch."""
         cfg = self.config
-        chief = is_chief()
-        os.makedirs(self.workdir, exist_ok=True)
-        if chief:
-            self.run_dir.write_config(cfg.to_json_best_effort(indent=2, sort_keys=True))
         keras.utils.set_random_seed(int(cfg.seed))
-
         probe = self._dataset("train", True, cfg.seed)
-        steps = builders.steps_per_epoch(probe, cfg.train)
-        num_classes = self.info.num_classes or cfg.data.get("num_classes")
+        steps = preflight.steps_per_epoch(int(probe.cardinality()), cfg)
         input_shape = tuple(probe.element_spec[0].shape[1:])
-
         with self.strategy.scope():
-            model = builders.build_model(cfg.model, input_shape, num_classes)
-            optimizer = builders.build_optimizer(cfg.train, steps, model)
+            with preflight.setting("config.model"):
+                model = builders.build_model(cfg.model, input_shape, self.info.num_classes)
+            with preflight.setting("config.train"):
+                optimizer = builders.build_optimizer(cfg.train, steps, model)
             optimizer.build(model.trainable_variables)
             epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        with preflight.setting("config.train.tau_schedule"):
+            tau_schedule = builders.build_tau_schedule(cfg.train)
+        return _Built(steps, model, optimizer, epoch_var, tau_schedule)
+
+    def _run(self, chief):
+        cfg = self.config
+        preflight.check_settings(cfg, self.info, self.strategy.num_replicas_in_sync)
+        changes = self._check_stored_config() if chief else {}
+        steps, model, optimizer, epoch_var, tau_schedule = self._build()
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var,
                                          seed_states=_seed_states(model))
         ckpt_dir = self.run_dir.checkpoints
         if not chief:  # every worker must save; only the chief's copy is kept
             ckpt_dir = self.run_dir.worker_checkpoints(worker_index()[1])
         manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=2)
-        if manager.latest_checkpoint:
-            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-            _log(f"Resuming from {manager.latest_checkpoint} (epoch {int(epoch_var.numpy())}).")
+        restored = checkpoints.restore_newest_valid(checkpoint, manager, _log)
         start_epoch = int(epoch_var.numpy())
         epochs = int(cfg.train.epochs)
+        if chief:
+            stored = self.run_dir.read_results() if start_epoch >= epochs else None
+            if stored is not None and not changes:
+                _log(f"This run is already complete ({start_epoch} epochs); its results are "
+                     f"in {self.run_dir.results_path}: {summary(stored)}")
+                return stored
+            if start_epoch < epochs:  # settings used only after training: check them now
+                self._check_after_training_settings(model)
+            if restored is None or not self.run_dir.has_config():
+                self.run_dir.write_config(cfg.to_json_best_effort(indent=2, sort_keys=True))
+            elif changes:
+                self.run_dir.append_config_change({"resumed_at_epoch": start_epoch, "changes": {
+                    k: {"stored": old, "now": new} for k, (old, new) in changes.items()}})
+            if self.run_dir.torn_history():
+                _log(f"{self.run_dir.history_path}: dropped a partial last line (the write "
+                     "was interrupted; that epoch was never checkpointed).")
         # Epochs after start_epoch were written but not checkpointed: they go.
         history = self.run_dir.truncate_history(start_epoch) if chief else []
 
-        tau_schedule = builders.build_tau_schedule(cfg.train)
         lps = lps_layers(model)
         train_step = self._make_train_step(model, optimizer,
                                            builders.per_example_loss(self.task))
@@ -187,9 +242,17 @@ class Trainer:
             sums = np.zeros(4)
             start = time.time()
             for step in range(steps):
-                sums += np.array([float(v) for v in train_step(next(dist))])
+                values = np.array([float(v) for v in train_step(next(dist))])
+                if not np.isfinite(values[0]):
+                    raise self._diverged(epoch, f"step {step + 1}: the loss is {values[0]}")
+                sums += values
                 bar.update(step + 1, [("loss", sums[0] / sums[1]),
                                       ("accuracy", 100.0 * sums[2] / max(sums[3], 1))])
+            bad = checkpoints.non_finite_weights(model)
+            if bad:
+                raise self._diverged(epoch, f"the end: weights {', '.join(bad[:3])}"
+                                     + (" and others" if len(bad) > 3 else "")
+                                     + " are not finite")
             # Training accuracy in percent, like every metric in results.json.
             record = {"epoch": epoch + 1, "loss": sums[0] / sums[1],
                       "accuracy": 100.0 * sums[2] / max(sums[3], 1), "tau": tau,
@@ -214,6 +277,36 @@ class Trainer:
         if not chief:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
             return None
+        return self._finish(model, history)
+
+    def _check_stored_config(self):
+        """Compares the config with the one the run started with, when there is a run to
+        resume; returns the allowed changes or raises for an incompatible model."""
+        if not (self.run_dir.has_config() and os.path.isdir(self.run_dir.checkpoints)):
+            return {}
+        try:
+            stored = self.run_dir.read_config()
+        except rundir.InvalidJSONError as e:
+            raise RunDirectoryError(
+                f"{e} It records the settings of the checkpointed run; restore it (e.g. from "
+                "a backup), or move the run directory aside to start afresh.") from None
+        current = json.loads(self.config.to_json_best_effort())
+        changes = resume.check_resume(stored, current, self.run_dir.config_path)
+        if changes:
+            _log("WARNING: " + resume.describe_changes(changes))
+        return changes
+
+    def _diverged(self, epoch, where):
+        done = f"epoch {epoch}" if epoch else "no epoch (the run starts afresh)"
+        return DivergenceError(
+            f"Training diverged in epoch {epoch + 1}, at {where}. Nothing of this epoch was "
+            f"saved, exported or reported; the checkpoints in {self.run_dir.checkpoints} "
+            f"hold {done}. Lower config.train.learning_rate (now "
+            f"{self.config.train.learning_rate}) and run again: the run resumes from there "
+            "(a changed learning rate is allowed on resume).")
+
+    def _finish(self, model, history):
+        cfg = self.config
         results = self.evaluate(model)
         results["history"] = history
         results["history_units"] = {"loss": "mean per-example training loss",
@@ -221,7 +314,8 @@ class Trainer:
                                     "learning_rate": "at the end of the epoch",
                                     "seconds": "wall-clock time of the epoch"}
         keras_path = self.run_dir.model_path
-        model.save(keras_path)
+        with rundir.staged_file(keras_path) as tmp:
+            model.save(tmp)
         results["keras_model"] = keras_path
         if cfg.export.enabled:
             results["saved_model"] = self.export(model)
@@ -237,6 +331,10 @@ class Trainer:
 
     # ----------------------------------------------------------------- eval/export
     def evaluate(self, model):
+        """The test metrics of `model` (see `_evaluate`)."""
+        return self._evaluate(model)
+
+    def _evaluate(self, model, num_examples=None):
         """Test metrics of `model`, exactly as `eval.py` reports them for this run.
 
         Runs `lps_keras.evaluation.evaluate` on raw pixels (the model is wrapped with the
@@ -247,28 +345,35 @@ class Trainer:
         Single process (the chief).
         """
         settings = settings_from_config(self.config)
+        if num_examples is not None:  # the pre-training check of the evaluation path
+            settings["num_examples"] = num_examples
         wrapped = LoadedModel.from_keras(model, self.info.mean, self.info.std,
                                          name=self.config.name)
         seg_max_shift = settings.pop("seg_max_shift")
         if self.task == "segmentation":
             settings["max_shift"] = seg_max_shift
-        _log(f"Evaluating on {settings['dataset']} {settings['split']}:")
-        result = evaluate(wrapped, default_eval_mode(self.task), curves=False, log=_log,
+        log = _log if num_examples is None else None
+        if log:
+            _log(f"Evaluating on {settings['dataset']} {settings['split']}:")
+        result = evaluate(wrapped, default_eval_mode(self.task), curves=False, log=log,
                           **settings)
         entry = result["models"][wrapped.name]
         return {key: result[key] for key in ("split", "num_examples", "protocol",
                                              "max_shift", "seed", "units")} | entry
 
     def export(self, model):
-        from lps_keras.export import export_saved_model
+        """Exports `model` as the next SavedModel version, unless a version with exactly
+        these weights exists (a rerun, or a run killed after exporting): that one is
+        returned instead, so a server never switches to a copy of what it serves."""
+        from lps_keras.export import export_saved_model, find_export, weights_fingerprint
 
-        cfg = self.config
-        return export_saved_model(
-            model, cfg.export.dir, name=cfg.export.name or cfg.name,
-            mean=self.info.mean, std=self.info.std,
-            class_names=list(self.info.class_names) if self.info.class_names else None,
-            dataset=cfg.data.name,
-        )
+        arguments = preflight.export_arguments(self.config, self.info)
+        existing = find_export(arguments["export_dir"], arguments["name"],
+                               weights_fingerprint(model))
+        if existing:
+            _log(f"These weights are already exported as {existing}; not exporting again.")
+            return existing
+        return export_saved_model(model, **arguments)
 
 
 CHECKSUM_ENV = "LPS_KERAS_WEIGHTS_CHECKSUM"

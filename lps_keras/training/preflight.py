@@ -1,0 +1,149 @@
+"""Everything about a run that can be checked before its first training step.
+
+`check_settings` validates the config's values; `check_evaluation` runs the run's own
+evaluation path on two examples and `check_export` validates the export settings, so that no
+run can fail after training for a reason that was knowable before it (a missing split, an
+unreadable dataset, an export directory that cannot be written). Every failure is a
+`lps_keras.errors.ConfigError` whose message starts with the setting's name.
+"""
+
+import contextlib
+import os
+
+from lps_keras.checks import check_non_negative_int, check_positive_int, check_positive_number
+from lps_keras.errors import ConfigError
+
+DATA_SOURCES = ("auto", "folder", "tfds")
+
+
+@contextlib.contextmanager
+def setting(name):
+    """Turns a `ValueError`/`TypeError` raised in the block into a `ConfigError` that names
+    the setting `name` (e.g. `"config.model"`)."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{name}: {e}") from None
+
+
+def _get(config, dotted):
+    value = config
+    for key in dotted.split("."):
+        value = value.get(key) if hasattr(value, "get") else None
+    return value
+
+
+def check_settings(config, info, num_replicas):
+    """Validates the values of `config` that need no data, model or disk.
+
+    Args:
+        config: the resolved run config.
+        info: the `DatasetInfo` of `config.data.name`.
+        num_replicas: replicas of the strategy (the global batch is split among them).
+    """
+    checks = (
+        ("seed", check_non_negative_int),
+        ("train.epochs", check_positive_int),
+        ("train.batch_size", check_positive_int),
+        ("train.steps_per_epoch", check_non_negative_int),
+        ("train.learning_rate", check_positive_number),
+        ("eval.batch_size", check_positive_int),
+        ("eval.num_examples", check_non_negative_int),
+        ("eval.max_shift", check_non_negative_int),
+        ("eval.seg_max_shift", check_non_negative_int),
+        ("data.max_shift", check_non_negative_int),
+        ("data.num_train_examples", check_non_negative_int),
+        ("data.num_eval_examples", check_non_negative_int),
+    )
+    for dotted, check in checks:
+        value = _get(config, dotted)
+        if value is not None:
+            with setting(f"config.{dotted}"):
+                check(f"config.{dotted}", value)
+    source = _get(config, "data.source") or "auto"
+    if source not in DATA_SOURCES:
+        raise ConfigError(f"config.data.source must be one of {DATA_SOURCES}; got {source!r}.")
+    split = config.eval.split
+    if split not in info.splits:
+        raise ConfigError(
+            f"config.eval.split: {split!r} is not a split of {info.name} (splits: "
+            f"{', '.join(info.splits)}); set it to one of those.")
+    batch = int(config.train.batch_size)
+    if batch % num_replicas:
+        raise ConfigError(
+            f"config.train.batch_size ({batch}) must be divisible by the number of replicas "
+            f"({num_replicas}); the per-replica batch is derived from it.")
+    if not info.num_classes:
+        raise ConfigError(
+            f"config.data: the number of classes of {info.name} is unknown; for an image "
+            "folder, point config.data.data_dir at a folder with one subfolder per class.")
+    if config.export.enabled:
+        from lps_keras.export import check_name
+
+        with setting("config.export.name"):
+            check_name(config.export.name or config.name)
+
+
+def steps_per_epoch(cardinality, config):
+    """Optimizer steps per epoch from the batched training set's `cardinality`.
+
+    Raises `ConfigError` when there is not one full batch (the batch is larger than the
+    training set), or when the length is unknown and `config.train.steps_per_epoch` unset.
+    """
+    cap = int(config.train.get("steps_per_epoch") or 0)
+    if cardinality == 0:
+        raise ConfigError(
+            f"config.train.batch_size ({int(config.train.batch_size)}) is larger than the "
+            f"training set of {config.data.name} (training drops the last partial batch, so "
+            "an epoch would have no step). Lower config.train.batch_size, or use more "
+            "training data.")
+    if cardinality > 0:
+        return min(cardinality, cap) if cap else cardinality
+    if cap:
+        return cap
+    raise ConfigError(
+        "config.train.steps_per_epoch: the number of batches per epoch of this dataset is "
+        "unknown; set it.")
+
+
+def check_evaluation(model, run_evaluation):
+    """Runs `run_evaluation(model, num_examples=2)` (the run's own evaluation path on its
+    first two examples) so that a bad evaluation setting fails now, not after training."""
+    with setting("config.eval"):
+        run_evaluation(model, num_examples=2)
+
+
+def check_export(model, config, info):
+    """Validates the export of `model` with the run's settings and that the export
+    directory can be written (creating it), without exporting anything."""
+    from lps_keras.export import check_export_arguments
+
+    arguments = export_arguments(config, info)
+    del arguments["export_dir"]
+    with setting("config.export"):
+        check_export_arguments(model, **arguments)
+    directory = os.path.abspath(os.path.expanduser(config.export.dir))
+    _check_writable(directory, "config.export.dir")
+
+
+def export_arguments(config, info):
+    """The `export_saved_model` keyword arguments of a run (besides the model)."""
+    return dict(export_dir=config.export.dir, name=config.export.name or config.name,
+                mean=info.mean, std=info.std,
+                class_names=list(info.class_names) if info.class_names else None,
+                dataset=config.data.name)
+
+
+def _check_writable(directory, setting_name):
+    try:
+        os.makedirs(directory, exist_ok=True)
+        probe = os.path.join(directory, f".write-test-{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise ConfigError(
+            f"{setting_name}: cannot write to {directory} ({e.strerror or e}). Choose a "
+            "writable directory.") from None
