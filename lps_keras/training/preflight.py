@@ -70,6 +70,13 @@ def check_settings(config, info, num_replicas):
         raise ConfigError(
             f"config.eval.split: {split!r} is not a split of {info.name} (splits: "
             f"{', '.join(info.splits)}); set it to one of those.")
+    side = int(_get(config, "data.image_size") or 0) or min(info.image_shape[:2])
+    shift_key = "eval.seg_max_shift" if info.task == "segmentation" else "eval.max_shift"
+    shift = _get(config, shift_key)
+    if shift is not None and info.protocol == "cifar" and int(shift) >= side:
+        raise ConfigError(
+            f"config.{shift_key} ({shift}) must be smaller than the evaluated images "
+            f"({side} pixels): a larger shift moves the whole image out of view. Lower it.")
     batch = int(config.train.batch_size)
     if batch % num_replicas:
         raise ConfigError(
