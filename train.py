@@ -32,6 +32,8 @@ FLAGS = flags.FLAGS
 
 def _fail(error):
     """Prints a user-facing error as one message (no traceback) and exits."""
+    if getattr(error, "exit_code", 2) == 1:  # stopped mid-epoch: end the progress bar's line
+        print(flush=True)
     print(f"train.py: error: {error}", file=sys.stderr, flush=True)
     sys.exit(getattr(error, "exit_code", 2))
 

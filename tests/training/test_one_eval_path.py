@@ -113,7 +113,7 @@ def test_segmentation_run_reports_percentages_and_eval_py_takes_its_mode(tmp_pat
 
     _run("eval.py", [f"--model={tmp_path / 'run'}"], cwd=tmp_path)  # no --eval_mode
     evaluated = json.loads((tmp_path / "run" / "eval" / "eval_segmentation.json").read_text())
-    entry = evaluated["models"]["synthetic_shapes_seg_deeplabv3plus_lps"]
+    entry = evaluated["models"]["synthetic_shapes_seg_deeplabv3plus_resnet18_lps_lpu"]
     for key in ("mean_iou", "per_class_iou", "circular_massc", "standard_massc"):
         assert entry[key] == results[key], key
     png = tmp_path / "run" / "eval" / "segmentation_examples.png"

@@ -128,3 +128,43 @@ def test_mirrored_matches_single_device(tmp_path):
                                    keras.ops.convert_to_numpy(wb), rtol=1e-4, atol=2e-5,
                                    err_msg=wa.path)
     assert _checksum(single.stdout) == pytest.approx(_checksum(mirrored.stdout), rel=1e-5)
+
+
+def _train_fails(args, cwd=REPO):
+    result = subprocess.run([sys.executable, str(REPO / "train.py"), *args],
+                            capture_output=True, text=True, env=_env(), timeout=300,
+                            cwd=str(cwd), check=False)
+    assert result.returncode != 0, result.stdout[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-4000:]
+    return result
+
+
+def test_setting_errors_are_one_message_without_traceback(tmp_path):
+    workdir = tmp_path / "run"
+    result = _train_fails([f"--workdir={workdir}", "--config.eval.split=tset", *TINY])
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "train.py: error: config.eval.split: 'tset' is not a split of synthetic_shapes "
+        "(splits: train, validation, test); set it to one of those.")
+    assert not (workdir / "config.json").exists()
+    result = _train_fails([f"--workdir={workdir}", "--cpu_devices=0", *TINY])
+    assert "--cpu_devices=0: 0 is not a positive integer" in result.stderr
+
+
+def test_a_second_run_into_a_busy_run_directory_is_refused(tmp_path):
+    workdir = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom lps_keras.rundir import RunDirectory\n"
+         "with RunDirectory(sys.argv[1]).lock():\n    print('locked', flush=True)\n"
+         "    time.sleep(600)\n", str(workdir)],
+        stdout=subprocess.PIPE, text=True, env=_env())
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = _train_fails([f"--workdir={workdir}", *TINY])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 2
+    assert f"train.py: error: {workdir} is in use by another training process (pid " \
+        f"{holder.pid} on" in result.stderr
+    assert sorted(os.listdir(workdir)) == [".lock"]  # nothing of the second run
