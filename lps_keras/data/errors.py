@@ -6,6 +6,7 @@ how to get it. They subclass the built-in exceptions that generic code already c
 """
 
 import os
+import re
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -34,3 +35,19 @@ class CorruptDatasetError(ValueError):
     def __init__(self, message, path=None):
         super().__init__(message)
         self.path = None if path is None else os.fspath(path)
+
+    @classmethod
+    def from_tf_error(cls, error):
+        """The `CorruptDatasetError` carried by a `tf.errors.OpError` from a pipeline, or None.
+
+        Checks inside `tf.data` pipelines (such as the image signature check of
+        `imagenet.decode_image_file`) can only fail with a TensorFlow error; this recovers
+        the message and the file it names.
+        """
+        from lps_keras.data.imagenet import CORRUPT_IMAGE_MESSAGE
+
+        match = re.search(rf"({CORRUPT_IMAGE_MESSAGE} (.*?): .*?) <<end>>", str(error), re.S)
+        if match is None:
+            return None
+        path = match.group(2).encode("latin-1", "backslashreplace").decode("unicode_escape")
+        return cls(match.group(1).replace(match.group(2), path), path=path)
