@@ -5,6 +5,7 @@ how to get it. They subclass the built-in exceptions that generic code already c
 (`FileNotFoundError` for absent data, `ValueError` for unreadable data).
 """
 
+import codecs
 import os
 import re
 
@@ -44,10 +45,13 @@ class CorruptDatasetError(ValueError):
         `imagenet.decode_image_file`) can only fail with a TensorFlow error; this recovers
         the message and the file it names.
         """
-        from lps_keras.data.imagenet import CORRUPT_IMAGE_MESSAGE
+        from lps_keras.data.imagenet import CORRUPT_IMAGE_MESSAGE, CORRUPT_IMAGE_REASON
 
-        match = re.search(rf"({CORRUPT_IMAGE_MESSAGE} (.*?): .*?) <<end>>", str(error), re.S)
+        pattern = f"{re.escape(CORRUPT_IMAGE_MESSAGE)} (.*?){re.escape(CORRUPT_IMAGE_REASON)}"
+        match = re.search(pattern, str(error), re.S)
         if match is None:
             return None
-        path = match.group(2).encode("latin-1", "backslashreplace").decode("unicode_escape")
-        return cls(match.group(1).replace(match.group(2), path), path=path)
+        # TF prints the path C-escaped (a quote as \\', non-ASCII bytes in octal).
+        raw = codecs.escape_decode(match.group(1).encode("utf-8"))[0]
+        path = raw.decode("utf-8", "surrogateescape")
+        return cls(f"{CORRUPT_IMAGE_MESSAGE} {path}{CORRUPT_IMAGE_REASON}", path=path)

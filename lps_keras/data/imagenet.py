@@ -146,6 +146,10 @@ _SIGNATURES = (
     b"\x00\x00\x00\x0cJXL \r\n\x87\n",  # JPEG XL container
 )
 CORRUPT_IMAGE_MESSAGE = "Corrupt image file"
+CORRUPT_IMAGE_REASON = (
+    ": it does not start like a JPEG, PNG, GIF, BMP or WebP image (an empty file, or other "
+    "content under an image name). Remove or replace it."
+)
 
 
 def has_image_signature(data):
@@ -173,10 +177,7 @@ def decode_image_file(path):
     data = tf.io.read_file(path)
     check = tf.debugging.Assert(
         has_image_signature(data),
-        [tf.strings.join([
-            f"{CORRUPT_IMAGE_MESSAGE} ", path, ": it does not start like a JPEG, PNG, GIF, BMP or "
-            "WebP image (an empty file, or other content under an image name). Remove or "
-            "replace it. <<end>>"])],
+        [tf.strings.join([f"{CORRUPT_IMAGE_MESSAGE} ", path, CORRUPT_IMAGE_REASON])],
         summarize=1,
     )
     with tf.control_dependencies([check]):

@@ -224,15 +224,16 @@ def _folder_with_garbage_jpeg(root, helpers):
 
 
 def test_garbage_jpeg_is_named(tmp_path, helpers):
-    root = str(tmp_path / "folder")
+    root = str(tmp_path / "my 'photos' é")  # TF escapes the quotes and the UTF-8 bytes
     bad = _folder_with_garbage_jpeg(root, helpers)
     ds = pipeline.build_dataset("image_folder", "train", 2, data_dir=root, image_size=8,
                                 resize_size=10)
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
         for _ in ds:
             pass
-    message = str(info.value)
-    assert f"Corrupt image file {bad}" in message and "Remove or replace it" in message
+    message = str(info.value)  # names the file (C-escaped by TF) and says what to do
+    assert "Corrupt image file " in message and "dog_9.jpg" in message
+    assert "Remove or replace it" in message
     error = CorruptDatasetError.from_tf_error(info.value)
     assert isinstance(error, CorruptDatasetError) and error.path == bad
     assert str(error).startswith(f"Corrupt image file {bad}: ")
