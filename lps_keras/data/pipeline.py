@@ -149,6 +149,12 @@ def build_dataset(
     Raises:
         ValueError: unknown name, split, source or augmentation token.
         DatasetNotFoundError, CorruptDatasetError: see the loaders.
+
+    Corrupt image files (class-per-folder datasets) are never skipped: iteration fails at
+    the first file that does not start like an image with a `tf.errors.InvalidArgumentError`
+    reading "Corrupt image file <path>: ... Remove or replace it."
+    (`CorruptDatasetError.from_tf_error` turns it into a `CorruptDatasetError` with
+    `.path`); see `imagenet.decode_image_file`.
     """
     info = dataset_info(name)
     if source not in SOURCES:
