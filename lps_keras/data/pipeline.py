@@ -300,16 +300,13 @@ def _maybe_cache_and_shuffle(ds, cache, shuffle, seed):
     return ds
 
 
-_split_folder = imagenet.split_folder
-
-
 def _imagenet_source(
     name, split, data_dir, source, manual_dir, cache, shuffle, seed, num_parallel_calls
 ):
     """Unbatched `(uint8 image, int32 label)` for the ImageNet family (folder or TFDS)."""
     folder = None
     if data_dir is not None and source != "tfds":
-        folder = _split_folder(os.fspath(data_dir), split)
+        folder = imagenet.split_folder(data_dir, split)
     if name == "image_folder" or source == "folder" or folder is not None:
         if data_dir is None:
             raise ValueError(f"{name} from folders needs `data_dir`.")
@@ -321,7 +318,7 @@ def _imagenet_source(
                 path=data_dir,
             )
         class_names = None
-        train_folder = _split_folder(os.fspath(data_dir), "train")
+        train_folder = imagenet.split_folder(data_dir, "train")
         if train_folder is not None and train_folder != folder:
             # Evaluation labels must use the training classes' indices.
             class_names = imagenet.list_class_folders(train_folder)
