@@ -51,11 +51,12 @@ FLAGS = flags.FLAGS
 
 def _load(path, what):
     from lps_keras.evaluation import LoadedModel
+    from lps_keras.evaluation.loading import ModelFileError
     from lps_keras.rundir import InvalidJSONError
 
     try:
         return LoadedModel(path)
-    except (FileNotFoundError, InvalidJSONError) as e:
+    except (FileNotFoundError, InvalidJSONError, ModelFileError) as e:
         raise app.UsageError(f"--{what}: {e}") from None
 
 
@@ -86,6 +87,7 @@ def main(argv):
         summary,
     )
     from lps_keras.evaluation.loading import load_arrays
+    from lps_keras.evaluation.runner import check_max_shift
     from lps_keras.rundir import CONFIG
 
     start = time.time()
@@ -132,6 +134,15 @@ def main(argv):
         batch_size=FLAGS.batch_size or run.get("batch_size") or 128,
         image_size=run.get("image_size"), crop_size=run.get("crop_size"),
         source=run.get("source", "auto"))
+    if max_shift is not None and eval_mode != "class_accuracy":
+        key = "seg_max_shift" if info.task == "segmentation" else "max_shift"
+        name = "--max_shift" if FLAGS.max_shift is not None else \
+            f"eval.{key} of the run's {CONFIG} (override with --max_shift)"
+        try:
+            check_max_shift(int(max_shift), dataset, settings["image_size"],
+                            settings["crop_size"], name=name)
+        except ValueError as e:
+            raise app.UsageError(str(e)) from None
     if settings["split"] not in info.splits:
         raise app.UsageError(f"--split={settings['split']} is not a split of {dataset}; "
                              f"valid: {', '.join(info.splits)}.")

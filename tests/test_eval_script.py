@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from lps_keras.data import dataset_info
 from lps_keras.evaluation import LoadedModel, load_arrays
@@ -83,3 +84,57 @@ def test_keras_file_without_dataset_is_a_clear_error(tmp_path):
                             capture_output=True, text=True, env=env, timeout=200, check=False)
     assert result.returncode != 0
     assert "--dataset is required" in result.stderr and "Traceback" not in result.stderr
+
+
+def _eval_fails(args, timeout=200):
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run([sys.executable, str(REPO / "eval.py"), *args],
+                            capture_output=True, text=True, env=env, timeout=timeout,
+                            check=False)
+    assert result.returncode != 0, result.stdout[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-4000:]  # a usage error
+    return result.stderr
+
+
+def _bare_keras(path):
+    import keras
+
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(10)], name="bare")
+    model.save(path)
+    return path
+
+
+@pytest.mark.parametrize("flag", ["--num_examples=-5", "--batch_size=-1", "--batch_size=0",
+                                  "--seed=-1", "--max_shift=-1"])
+def test_out_of_range_flags_are_usage_errors(tmp_path, flag):
+    # Refused while parsing the flags, before any model or data is loaded.
+    stderr = _eval_fails([f"--model={tmp_path / 'm.keras'}", flag], timeout=60)
+    assert f"flag {flag}" in stderr
+
+
+def test_max_shift_must_be_smaller_than_the_images(tmp_path):
+    model = _bare_keras(tmp_path / "m.keras")
+    stderr = _eval_fails([f"--model={model}", "--dataset=synthetic_shapes", "--max_shift=40",
+                          "--num_examples=8", f"--output_dir={tmp_path / 'out'}"])
+    assert "--max_shift=40 is not smaller than the evaluated synthetic_shapes images (32x32)" \
+        in stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_garbage_keras_file_is_named_not_not_found(tmp_path):
+    path = tmp_path / "m.keras"
+    path.write_bytes(bytes(range(256)) * 4)
+    stderr = _eval_fails([f"--model={path}", "--dataset=synthetic_shapes"])
+    assert f"--model: {path} is not a Keras model file" in stderr
+    assert "restore it from a backup" in stderr and "File not found" not in stderr
+
+
+def test_corrupt_config_json_is_named(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    _bare_keras(run / "model.keras")
+    (run / "config.json").write_text('{"name": "x", "data": {"name": "synth')
+    stderr = _eval_fails([f"--model={run}"])
+    assert f"--model: {run / 'config.json'} is not valid JSON" in stderr
+    assert "Restore it from a backup" in stderr

@@ -117,3 +117,76 @@ def test_mode_must_fit_the_task():
         evaluate(model, "segmentation", "synthetic_shapes", num_examples=4)
     with pytest.raises(ValueError, match="eval_mode"):
         evaluate(model, "accuracy", "synthetic_shapes", num_examples=4)
+
+
+def _bare_model(path):
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(10)], name="bare")
+    model.save(path)
+    return path
+
+
+def test_damaged_keras_files_name_the_file(tmp_path):
+    import zipfile
+
+    from lps_keras.evaluation.loading import ModelFileError
+
+    data = _bare_model(tmp_path / "good.keras").read_bytes()
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(data[: len(data) // 2])
+    hollow = tmp_path / "hollow.keras"  # a zip, but not of a Keras model
+    with zipfile.ZipFile(hollow, "w") as z:
+        z.writestr("notes.txt", "hello")
+    for path in (truncated, hollow):
+        with pytest.raises(ModelFileError) as info:
+            LoadedModel(str(path))
+        message = str(info.value)
+        assert str(path) in message and "restore it from a backup" in message
+        assert "File not found" not in message.split("(")[0]
+
+
+@pytest.mark.parametrize("content", [b"[1, 2]", b"\xff\xfe{", b""])
+def test_damaged_config_json_names_the_file(tmp_path, content):
+    from lps_keras.rundir import InvalidJSONError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    _bare_model(run / "model.keras")
+    (run / "config.json").write_bytes(content)
+    for path in (run, run / "model.keras"):
+        with pytest.raises(InvalidJSONError) as info:
+            LoadedModel(str(path))
+        message = str(info.value)
+        assert str(run / "config.json") in message and "Restore it from a backup" in message
+
+
+def test_corrupt_image_while_loading_arrays_is_a_corrupt_dataset_error(tmp_path):
+    import tensorflow as tf
+
+    from lps_keras.data import CorruptDatasetError
+
+    for split in ("train", "test"):
+        for name in ("a", "b"):
+            folder = tmp_path / split / name
+            folder.mkdir(parents=True)
+            tf.io.write_file(str(folder / "x.png"),
+                             tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)))
+    bad = tmp_path / "test" / "b" / "y.jpg"
+    bad.write_bytes(b"GARBAGE" * 20)
+    with pytest.raises(CorruptDatasetError, match="Remove or replace it") as info:
+        load_arrays("image_folder", "test", data_dir=str(tmp_path), image_size=8,
+                    resize_size=8)
+    assert info.value.path == str(bad) and str(bad) in str(info.value)
+
+
+def test_check_max_shift():
+    from lps_keras.evaluation.runner import check_max_shift, evaluated_image_side
+
+    assert evaluated_image_side("synthetic_shapes") == 32
+    assert evaluated_image_side("synthetic_shapes", image_size=48) == 48
+    assert evaluated_image_side("imagenette") == 224
+    assert evaluated_image_side("voc", crop_size=320) == 320
+    assert evaluated_image_side("synthetic_shapes_seg") == 64
+    check_max_shift(31, "cifar10")
+    with pytest.raises(ValueError, match=r"max_shift=32 is not smaller .*\(32x32\)"):
+        check_max_shift(32, "cifar10")

@@ -4,7 +4,8 @@ Nothing here downloads: data is generated (`synthetic_shapes`, `synthetic_shapes
 read from local files in the official formats (CIFAR-10 pickles, class-per-folder image
 directories, PASCAL VOC 2012), or read from an already prepared TFDS directory.
 
-Start with `build_dataset(name, split, batch_size, ...)` and `dataset_info(name)`. The
+Start with `build_dataset(name, split, batch_size, ...)` and `dataset_info(name)` (for
+`image_folder`, `dataset_info(name, data_dir=...)` also counts its classes). The
 loaders behind them are in the submodules (`cifar`, `imagenet`, `voc`, `synthetic`,
 `augment`); the dataset table is in `registry`.
 """

@@ -7,7 +7,10 @@ https://www.cs.toronto.edu/~kriz/cifar.html) extracts to a `cifar-10-batches-py`
 the red, green and blue 32x32 planes of each image in turn, `b"labels"` a list of N ints.
 
 Pickles can run arbitrary code when loaded, so the files are read with `RestrictedUnpickler`,
-which only resolves the few NumPy globals an array needs and refuses everything else.
+which only resolves the few NumPy globals an array needs (plus the latin-1 `bytes` encoding
+of pickle protocols 0-2) and refuses everything else. It also refuses object arrays and
+arrays larger than one CIFAR-10 batch, on their declared shape, before NumPy allocates them:
+a file of a few bytes cannot exhaust memory.
 """
 
 import os
@@ -47,49 +50,213 @@ _DOWNLOAD_HINT = (
 )
 
 
-def _numpy_globals():
-    """The only globals a pickled NumPy array needs, keyed by the name a pickle uses.
+# Everything the arrays of one file may hold: a genuine batch has one uint8 array of 10000
+# rows of 3072 bytes (30.72 MB); `batches.meta` has none.
+MAX_PICKLE_ARRAY_BYTES = 10000 * _ROW_SIZE
 
-    NumPy 2 moved `numpy.core` to `numpy._core`; files written by either version (and the
-    Python 2 originals, which say `numpy.core.multiarray`) name one or the other. Protocol 5
-    pickles (Python 3.8+ default) rebuild arrays with `_frombuffer` instead of
-    `_reconstruct`; it only wraps a byte buffer, so it is as safe to allow.
-    """
+
+def _numpy_modules():
     try:
         from numpy._core import multiarray, numeric  # NumPy >= 2
     except ImportError:  # pragma: no cover - NumPy 1.x
         from numpy.core import multiarray, numeric
-    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
-    for package in ("numpy.core", "numpy._core"):
-        allowed[(f"{package}.multiarray", "_reconstruct")] = multiarray._reconstruct
-        allowed[(f"{package}.numeric", "_frombuffer")] = numeric._frombuffer
-    return allowed
+    return multiarray, numeric
 
 
 class ForbiddenGlobalError(pickle.UnpicklingError):
-    """A pickle referenced a global outside the allow-list."""
+    """A pickle referenced a global outside the allow-list, or called an allowed one with
+    arguments a genuine file never uses."""
+
+
+class RefusedArrayError(pickle.UnpicklingError):
+    """A pickle asked for an array that no CIFAR-10 file holds (object dtype, or more bytes
+    than `MAX_PICKLE_ARRAY_BYTES`); refused before NumPy allocates it."""
+
+
+class _ArrayBudget:
+    """Bytes of array memory one load may still allocate."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.used = 0
+
+    def charge(self, shape, dtype, what):
+        """Validates an array about to be allocated and charges its size.
+
+        Raises `RefusedArrayError` for object dtypes (their elements are arbitrary Python
+        objects, and an empty object array of N elements costs 8N bytes however small the
+        file) and for sizes past the budget; the check runs on the declared shape, so
+        nothing is allocated first.
+        """
+        try:
+            dtype = np.dtype(dtype)
+        except (TypeError, ValueError) as e:
+            raise RefusedArrayError(f"{what}: invalid dtype {dtype!r:.100} ({e})") from None
+        if dtype.hasobject:
+            raise RefusedArrayError(
+                f"{what}: object arrays are not allowed (CIFAR-10 pixels are uint8)"
+            )
+        if isinstance(shape, (int, np.integer)):
+            shape = (shape,)
+        if not isinstance(shape, (tuple, list)) or not all(
+            isinstance(d, (int, np.integer)) and d >= 0 for d in shape
+        ) or len(shape) > 32:
+            raise RefusedArrayError(f"{what}: invalid shape {shape!r:.100}")
+        nbytes = dtype.itemsize
+        for d in shape:
+            nbytes *= int(d)  # Python ints: no overflow
+        if self.used + nbytes > self.limit:
+            raise RefusedArrayError(
+                f"{what}: an array of shape {tuple(int(d) for d in shape)} and dtype {dtype} "
+                f"({nbytes} bytes) would take this file past {self.limit} bytes of arrays, "
+                f"the most a CIFAR-10 batch holds (10000 images of {_ROW_SIZE} bytes)"
+            )
+        self.used += nbytes
+        return dtype
+
+
+class _CheckedArray(np.ndarray):
+    """The `numpy.ndarray` a restricted load sees: it cannot be called directly (a genuine
+    pickle only passes it to `_reconstruct`), and its `__setstate__` (the BUILD step that
+    fills a reconstructed array) checks the declared shape and dtype against the load's
+    budget and the data length before NumPy allocates anything."""
+
+    def __new__(cls, *args, **kwargs):
+        raise ForbiddenGlobalError(
+            "calling numpy.ndarray directly is not allowed (genuine files rebuild arrays "
+            "with _reconstruct)"
+        )
+
+    def __setstate__(self, state):
+        budget = self.__dict__.get("_lps_budget")
+        if budget is None or not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise RefusedArrayError("malformed array state")
+        shape, dtype, rawdata = state[-4], state[-3], state[-1]
+        if not isinstance(dtype, np.dtype):
+            raise RefusedArrayError(f"array state: dtype is a {type(dtype).__name__}")
+        dtype = budget.charge(shape, dtype, "array state")
+        expected = dtype.itemsize
+        for d in (shape,) if isinstance(shape, (int, np.integer)) else shape:
+            expected *= int(d)
+        if not isinstance(rawdata, (bytes, bytearray)) or len(rawdata) != expected:
+            found = len(rawdata) if isinstance(rawdata, (bytes, bytearray)) else \
+                type(rawdata).__name__
+            raise RefusedArrayError(
+                f"array state: expected {expected} bytes of data, found {found}"
+            )
+        super().__setstate__(state)
+
+
+def _plain(obj, depth=0):
+    """`obj` with every `_CheckedArray` in its dicts, lists and tuples viewed as a plain
+    `np.ndarray` (no copy)."""
+    if isinstance(obj, _CheckedArray):
+        return obj.view(np.ndarray)
+    if depth > 16:
+        return obj
+    if isinstance(obj, dict):
+        return {k: _plain(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_plain(v, depth + 1) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_plain(v, depth + 1) for v in obj)
+    return obj
+
+
+def _latin1_encode(obj, encoding="utf-8", errors="strict"):
+    """`_codecs.encode` as protocols 0-2 of Python 3 use it for `bytes` (a str holding one
+    character per byte, encoded with latin-1); any other use is refused."""
+    if (
+        not isinstance(obj, str)
+        or not isinstance(encoding, str)
+        or encoding.lower().replace("_", "-") not in ("latin1", "latin-1")
+        or errors != "strict"
+    ):
+        raise ForbiddenGlobalError(
+            f"'_codecs.encode' is only allowed on a str with encoding 'latin1', got a "
+            f"{type(obj).__name__} with encoding {encoding!r:.40}"
+        )
+    return obj.encode("latin-1")
+
+
+def _empty_bytes(*args):
+    """`bytes()` as protocols 0-2 of Python 3 use it for `b""`; with arguments (e.g.
+    `bytes(10**10)`, which allocates) it is refused."""
+    if args:
+        raise ForbiddenGlobalError("'bytes' is only allowed without arguments (for b'')")
+    return b""
+
+
+def _numpy_globals(budget):
+    """The only globals a pickled CIFAR batch needs, keyed by the name a pickle uses.
+
+    NumPy 2 moved `numpy.core` to `numpy._core`; files written by either version (and the
+    Python 2 originals, which say `numpy.core.multiarray`) name one or the other. Protocol 5
+    pickles (Python 3.8+ default) rebuild arrays with `_frombuffer` instead of
+    `_reconstruct`. Both, and the BUILD step filling an array, are wrapped so that the
+    declared shape and dtype are checked against `budget` before NumPy allocates.
+    Protocols 0-2 of Python 3 store `bytes` through `_codecs.encode(str, "latin1")` (and
+    `b""` as `bytes()`); only those exact uses are allowed.
+    """
+    multiarray, numeric = _numpy_modules()
+
+    def reconstruct(subtype, shape, dtype):
+        # `subtype` is ignored: the result is always a _CheckedArray.
+        budget.charge(shape, dtype, "numpy _reconstruct")
+        array = multiarray._reconstruct(_CheckedArray, shape, dtype)
+        array._lps_budget = budget
+        return array
+
+    def frombuffer(buf, dtype, shape, order):
+        dtype = budget.charge(shape, dtype, "numpy _frombuffer")
+        if not isinstance(buf, (bytes, bytearray)):
+            raise RefusedArrayError(f"numpy _frombuffer: buffer is a {type(buf).__name__}")
+        array = numeric._frombuffer(buf, dtype, shape, order).view(_CheckedArray)
+        array._lps_budget = budget
+        return array
+
+    allowed = {
+        ("numpy", "ndarray"): _CheckedArray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1_encode,
+        ("__builtin__", "bytes"): _empty_bytes,
+        ("builtins", "bytes"): _empty_bytes,
+    }
+    for package in ("numpy.core", "numpy._core"):
+        allowed[(f"{package}.multiarray", "_reconstruct")] = reconstruct
+        allowed[(f"{package}.numeric", "_frombuffer")] = frombuffer
+    return allowed
 
 
 class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that only builds plain containers and NumPy arrays.
+    """An unpickler that only builds plain containers, bytes and bounded NumPy arrays.
 
     `find_class` is the single door through which a pickle reaches Python objects (functions
-    such as `os.system` included); here it opens only for `numpy.ndarray`, `numpy.dtype` and
-    NumPy's array reconstructors. Builtin containers, numbers and strings need no global
-    and load as usual.
+    such as `os.system` included); here it opens only for `numpy.ndarray`, `numpy.dtype`,
+    NumPy's array reconstructors and the latin-1 `bytes` encoding of protocols 0-2.
+    Builtin containers, numbers and strings need no global and load as usual.
+
+    Guarantees: no code outside that list runs; no object-dtype array is created; the
+    arrays of one load take at most `max_array_bytes` (default `MAX_PICKLE_ARRAY_BYTES`,
+    one full CIFAR-10 batch), checked on the declared shape before allocation, so a tiny
+    crafted file cannot make NumPy allocate gigabytes. Loaded arrays are plain
+    `np.ndarray`s (see `load`).
     """
 
-    _allowed = None
+    def __init__(self, file, *, max_array_bytes=MAX_PICKLE_ARRAY_BYTES, **kwargs):
+        super().__init__(file, **kwargs)
+        self._allowed = _numpy_globals(_ArrayBudget(max_array_bytes))
 
     def find_class(self, module, name):
-        if RestrictedUnpickler._allowed is None:
-            RestrictedUnpickler._allowed = _numpy_globals()
         try:
-            return RestrictedUnpickler._allowed[(module, name)]
+            return self._allowed[(module, name)]
         except KeyError:
             raise ForbiddenGlobalError(
                 f"global '{module}.{name}' is not allowed (only NumPy arrays may be loaded)"
             ) from None
+
+    def load(self):
+        return _plain(super().load())
 
 
 def restricted_pickle_load(path):
@@ -106,6 +273,13 @@ def restricted_pickle_load(path):
     try:
         with open(path, "rb") as f:
             return RestrictedUnpickler(f, encoding="bytes").load()
+    except RefusedArrayError as e:
+        raise CorruptDatasetError(
+            f"Refusing to load {path}: {e}. A genuine CIFAR-10 batch holds one uint8 array of "
+            f"at most 10000 x {_ROW_SIZE}; this file is corrupt or was crafted to exhaust "
+            "memory. Delete it and extract the official archive again.",
+            path=path,
+        ) from e
     except ForbiddenGlobalError as e:
         raise CorruptDatasetError(
             f"Refusing to load {path}: {e}. A genuine CIFAR-10 batch holds only a dict of "

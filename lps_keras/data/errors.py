@@ -5,7 +5,9 @@ how to get it. They subclass the built-in exceptions that generic code already c
 (`FileNotFoundError` for absent data, `ValueError` for unreadable data).
 """
 
+import codecs
 import os
+import re
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -34,3 +36,22 @@ class CorruptDatasetError(ValueError):
     def __init__(self, message, path=None):
         super().__init__(message)
         self.path = None if path is None else os.fspath(path)
+
+    @classmethod
+    def from_tf_error(cls, error):
+        """The `CorruptDatasetError` carried by a `tf.errors.OpError` from a pipeline, or None.
+
+        Checks inside `tf.data` pipelines (such as the image signature check of
+        `imagenet.decode_image_file`) can only fail with a TensorFlow error; this recovers
+        the message and the file it names.
+        """
+        from lps_keras.data.imagenet import CORRUPT_IMAGE_MESSAGE, CORRUPT_IMAGE_REASON
+
+        pattern = f"{re.escape(CORRUPT_IMAGE_MESSAGE)} (.*?){re.escape(CORRUPT_IMAGE_REASON)}"
+        match = re.search(pattern, str(error), re.S)
+        if match is None:
+            return None
+        # TF prints the path C-escaped (a quote as \\', non-ASCII bytes in octal).
+        raw = codecs.escape_decode(match.group(1).encode("utf-8"))[0]
+        path = raw.decode("utf-8", "surrogateescape")
+        return cls(f"{CORRUPT_IMAGE_MESSAGE} {path}{CORRUPT_IMAGE_REASON}", path=path)

@@ -60,6 +60,17 @@ def list_class_folders(root):
     return names
 
 
+def split_folder(data_dir, split):
+    """The class-folder directory of `split` under `data_dir` (`val` and `validation` stand
+    for each other), or None."""
+    aliases = {"validation": ("validation", "val"), "val": ("val", "validation")}
+    for name in aliases.get(split, (split,)):
+        path = os.path.join(os.fspath(data_dir), name)
+        if os.path.isdir(path):
+            return path
+    return None
+
+
 def list_image_folder(root, class_names=None, extensions=IMAGE_EXTENSIONS):
     """Lists the images of a class-per-folder directory.
 
@@ -124,10 +135,53 @@ def list_image_folder(root, class_names=None, extensions=IMAGE_EXTENSIONS):
     return paths, np.asarray(labels, dtype=np.int32), tuple(class_names)
 
 
+# Leading bytes of the formats `tf.io.decode_image` reads.
+_SIGNATURES = (
+    b"\xff\xd8\xff",  # JPEG
+    b"\x89PNG\r\n\x1a\n",
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",
+    b"\xff\x0a",  # JPEG XL codestream
+    b"\x00\x00\x00\x0cJXL \r\n\x87\n",  # JPEG XL container
+)
+CORRUPT_IMAGE_MESSAGE = "Corrupt image file"
+CORRUPT_IMAGE_REASON = (
+    ": it does not start like a JPEG, PNG, GIF, BMP or WebP image (an empty file, or other "
+    "content under an image name). Remove or replace it."
+)
+
+
+def has_image_signature(data):
+    """True (a bool tensor) when the bytes `data` start like a JPEG, PNG, GIF, BMP, WebP or
+    JPEG XL file."""
+    head = tf.strings.substr(tf.strings.join([tf.strings.substr(data, 0, 12), "\0" * 12]), 0, 12)
+    ok = tf.logical_and(
+        tf.equal(tf.strings.substr(head, 0, 4), "RIFF"),
+        tf.equal(tf.strings.substr(head, 8, 4), "WEBP"),
+    )
+    for sig in _SIGNATURES:
+        ok = tf.logical_or(ok, tf.equal(tf.strings.substr(head, 0, len(sig)), sig))
+    return ok
+
+
 def decode_image_file(path):
-    """Reads an image file into a uint8 `[H, W, 3]` tensor (JPEG/PNG/GIF/BMP by content)."""
+    """Reads an image file into a uint8 `[H, W, 3]` tensor (JPEG/PNG/GIF/BMP by content).
+
+    A file that does not start like an image (garbage, empty, an HTML error page saved as
+    .jpg, ...) fails with an `InvalidArgumentError` reading "Corrupt image file <path>: ...
+    Remove or replace it" (`CorruptDatasetError.from_tf_error` turns it into a
+    `CorruptDatasetError` with `.path`) instead of the decoder's message, which names no
+    file. A file with a valid header but damaged content still fails in the decoder.
+    """
     data = tf.io.read_file(path)
-    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    check = tf.debugging.Assert(
+        has_image_signature(data),
+        [tf.strings.join([f"{CORRUPT_IMAGE_MESSAGE} ", path, CORRUPT_IMAGE_REASON])],
+        summarize=1,
+    )
+    with tf.control_dependencies([check]):
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
     return image
 
@@ -183,6 +237,10 @@ def preprocess_train(
 
 def image_folder_dataset(root, class_names=None, shuffle=False, seed=None):
     """An unbatched dataset of decoded `(uint8 [H, W, 3], int32 [])` from a folder.
+
+    Corrupt files: iteration fails at the first file that is not an image, with an error
+    naming it and saying to remove or replace it (see `decode_image_file`); nothing is
+    skipped silently.
 
     Args:
         root: Class-per-folder directory (see `list_image_folder`).

@@ -34,6 +34,8 @@ from lps_keras.data.registry import (  # noqa: F401
     dataset_info,
 )
 
+SOURCES = ("auto", "folder", "tfds")
+
 # Fixed data seeds: the synthetic *data* is one fixed dataset (like CIFAR); the `seed` of
 # `build_dataset` only drives shuffling and augmentation.
 _SYNTHETIC_SPLIT_SEEDS = {"train": 0, "validation": 1, "test": 2}
@@ -134,7 +136,9 @@ def build_dataset(
         max_shift: Largest circular shift of the `shift` augmentation.
         pad: Padding of the `crop` augmentation.
         scale_range: Range of the `scale` augmentation.
-        source: `"auto"`, `"folder"` or `"tfds"` (CIFAR-10 and ImageNet family).
+        source: `"auto"`, `"folder"` or `"tfds"` (CIFAR-10, ImageNet family and VOC; the
+            synthetic datasets ignore it). Any other value raises ValueError, whatever the
+            dataset.
         manual_dir: TFDS `imagenet2012` manual directory (see `load_tfds_imagenet`).
         num_parallel_calls: Parallelism of the decode/augment maps.
         prefetch: Prefetch batches (AUTOTUNE).
@@ -143,10 +147,22 @@ def build_dataset(
         A `tf.data.Dataset` of `(images [B, H, W, 3], targets)`.
 
     Raises:
-        ValueError: unknown name, split or augmentation token.
+        ValueError: unknown name, split, source or augmentation token.
         DatasetNotFoundError, CorruptDatasetError: see the loaders.
+
+    Corrupt image files (class-per-folder datasets) are never skipped: iteration fails at
+    the first file that does not start like an image with a `tf.errors.InvalidArgumentError`
+    reading "Corrupt image file <path>: ... Remove or replace it."
+    (`CorruptDatasetError.from_tf_error` turns it into a `CorruptDatasetError` with
+    `.path`); see `imagenet.decode_image_file`.
     """
     info = dataset_info(name)
+    if source not in SOURCES:
+        raise ValueError(
+            f"`source` (config.data.source) must be one of {', '.join(map(repr, SOURCES))}; "
+            f"got {source!r}. 'folder': the dataset's files under data_dir; 'tfds': a prepared "
+            "TFDS copy; 'auto': the files if found, else TFDS."
+        )
     if split not in info.splits and not (
         source == "tfds" and name in ("cifar10", "imagenet", "imagenette")
     ):
@@ -284,25 +300,13 @@ def _maybe_cache_and_shuffle(ds, cache, shuffle, seed):
     return ds
 
 
-def _split_folder(data_dir, split):
-    """The class-folder directory of `split` under `data_dir`, or None."""
-    aliases = {"validation": ("validation", "val"), "val": ("val", "validation")}
-    for name in aliases.get(split, (split,)):
-        path = os.path.join(data_dir, name)
-        if os.path.isdir(path):
-            return path
-    return None
-
-
 def _imagenet_source(
     name, split, data_dir, source, manual_dir, cache, shuffle, seed, num_parallel_calls
 ):
     """Unbatched `(uint8 image, int32 label)` for the ImageNet family (folder or TFDS)."""
-    if source not in ("auto", "folder", "tfds"):
-        raise ValueError(f"`source` must be 'auto', 'folder' or 'tfds', got {source!r}.")
     folder = None
     if data_dir is not None and source != "tfds":
-        folder = _split_folder(os.fspath(data_dir), split)
+        folder = imagenet.split_folder(data_dir, split)
     if name == "image_folder" or source == "folder" or folder is not None:
         if data_dir is None:
             raise ValueError(f"{name} from folders needs `data_dir`.")
@@ -314,7 +318,7 @@ def _imagenet_source(
                 path=data_dir,
             )
         class_names = None
-        train_folder = _split_folder(os.fspath(data_dir), "train")
+        train_folder = imagenet.split_folder(data_dir, "train")
         if train_folder is not None and train_folder != folder:
             # Evaluation labels must use the training classes' indices.
             class_names = imagenet.list_class_folders(train_folder)

@@ -2,13 +2,16 @@
 
 `dataset_info(name)` returns a `DatasetInfo` (task, number of classes, image shape,
 normalisation statistics, splits, default augmentation, evaluation protocol); the valid
-names are `DATASET_NAMES`. Nothing here reads data.
+names are `DATASET_NAMES`. Nothing here reads data, except that
+`dataset_info("image_folder", data_dir=...)` lists the training split's class folders.
 """
 
 import dataclasses
+import os
 
 from lps_keras.data import augment as aug
-from lps_keras.data import cifar, synthetic, voc
+from lps_keras.data import cifar, imagenet, synthetic, voc
+from lps_keras.data.errors import DatasetNotFoundError
 
 __all__ = ["DATASET_NAMES", "SYNTHETIC_MEAN", "SYNTHETIC_STD", "DatasetInfo", "dataset_info"]
 
@@ -123,12 +126,47 @@ _INFOS = {
 DATASET_NAMES = tuple(_INFOS)
 
 
-def dataset_info(name, data_dir=None):
+_STATIC = object()  # `data_dir` not passed: the static facts only
+
+
+def dataset_info(name, data_dir=_STATIC):
     """Returns the `DatasetInfo` of `name` (see `DATASET_NAMES`).
+
+    Args:
+        name: The dataset name.
+        data_dir: Only used by `image_folder`, whose classes are whatever folders it holds:
+            with `data_dir` given, the result's `class_names` are the class subfolders of
+            its training split folder (`<data_dir>/train/<class_name>/...`), sorted by name
+            (the order `build_dataset` numbers the labels in, for every split), and
+            `num_classes` is their count. Omitted, `image_folder` gives the static facts
+            (`num_classes` None). Other datasets ignore `data_dir`.
 
     Raises:
         ValueError: unknown name (the message lists the valid ones).
+        DatasetNotFoundError: `image_folder` with `data_dir` None (e.g. an empty
+            `config.data.data_dir`), or without a `train/` folder holding class subfolders
+            (the message names the folder and the expected layout).
     """
     if name not in _INFOS:
         raise ValueError(f"Unknown dataset {name!r}. Valid names: {', '.join(DATASET_NAMES)}.")
-    return _INFOS[name]
+    info = _INFOS[name]
+    if name != "image_folder" or data_dir is _STATIC:
+        return info
+    layout = ("<data_dir>/train/<class_name>/<image>.jpg|.jpeg|.png, one subfolder per class "
+              "(plus val/ or test/ with the same class subfolders)")
+    if data_dir is None:
+        raise DatasetNotFoundError(
+            f"image_folder needs data_dir (config.data.data_dir, --data_dir) to find its "
+            f"classes: the folder laid out as {layout}."
+        )
+    data_dir = os.path.expanduser(os.fspath(data_dir))
+    train = imagenet.split_folder(data_dir, "train")
+    if train is None:
+        raise DatasetNotFoundError(
+            f"image_folder: no 'train' folder in {data_dir}"
+            + ("" if os.path.isdir(data_dir) else " (the directory does not exist)")
+            + f". The classes are the subfolders of the training split; expected {layout}.",
+            path=data_dir,
+        )
+    class_names = tuple(imagenet.list_class_folders(train))
+    return dataclasses.replace(info, num_classes=len(class_names), class_names=class_names)

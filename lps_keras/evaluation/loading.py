@@ -7,6 +7,8 @@ signature. Its forward pass is one `tf.function` (traced once per input shape).
 
 import os
 import re
+import zipfile
+import zlib
 
 import keras
 import numpy as np
@@ -14,8 +16,48 @@ import tensorflow as tf
 
 from lps_keras import rundir
 from lps_keras.data import build_dataset, dataset_info
+from lps_keras.data.errors import CorruptDatasetError
 
 _SYNTHETIC = ("synthetic_shapes", "synthetic_shapes_seg")
+
+
+class ModelFileError(ValueError):
+    """A model file exists but cannot be loaded (not a Keras zip, truncated, damaged); the
+    message names the file and says what to do."""
+
+
+def _read_json_object(path, advice):
+    """The JSON object (dict) stored at `path`; `rundir.InvalidJSONError` naming the file
+    and ending with `advice` when it is not UTF-8 JSON holding an object."""
+    try:
+        value = rundir.read_json(path)
+    except rundir.InvalidJSONError as e:
+        raise rundir.InvalidJSONError(f"{e} {advice}") from None
+    except UnicodeDecodeError as e:
+        raise rundir.InvalidJSONError(f"{path} is not valid JSON (not UTF-8 text: {e}). "
+                                      f"{advice}") from None
+    if not isinstance(value, dict):
+        raise rundir.InvalidJSONError(
+            f"{path} is not valid: it holds a JSON {type(value).__name__}, not an object "
+            f"({{...}}). {advice}")
+    return value
+
+
+def _load_keras_file(path):
+    """`keras.saving.load_model(path)`, with `ModelFileError` naming the file when it is not
+    a readable Keras zip (Keras itself reports such a file as "File not found")."""
+    advice = ("It is damaged or not a Keras model (e.g. an interrupted save or copy): "
+              "restore it from a backup, or retrain (train.py) to write a new one.")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path} is not a Keras model file: a .keras file is a zip "
+                             f"archive and this one is not (or is truncated). {advice}")
+    try:
+        return keras.saving.load_model(path)
+    except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, OSError, ValueError,
+            TypeError) as e:
+        raise ModelFileError(
+            f"Cannot load the Keras model file {path} ({type(e).__name__}: "
+            f"{str(e).strip()[:500]}). {advice}") from None
 
 
 class LoadedModel:
@@ -44,7 +86,9 @@ class LoadedModel:
     Raises:
         FileNotFoundError: with a message saying what was expected at `path`.
         lps_keras.rundir.InvalidJSONError: (a ValueError) naming a `config.json` or
-            `export_metadata.json` that is not valid JSON.
+            `export_metadata.json` that is not a UTF-8 JSON object, and saying what to do.
+        ModelFileError: (a ValueError) naming a `.keras` file that exists but cannot be
+            loaded (not a zip, truncated, damaged), and saying what to do.
     """
 
     def __init__(self, path, mean=None, std=None, name=None):
@@ -67,7 +111,11 @@ class LoadedModel:
         elif path.endswith(".keras") and rundir.is_run_directory(os.path.dirname(path)):
             self.run_dir = os.path.dirname(path)
         if self.run_dir is not None:
-            self.config = rundir.RunDirectory(self.run_dir).read_config()
+            self.config = _read_json_object(
+                rundir.RunDirectory(self.run_dir).config_path,
+                "Restore it from a backup (train.py writes it when the run starts), or copy "
+                f"{rundir.MODEL} out of the run directory and evaluate the copy, naming its "
+                "dataset.")
         if path.endswith(".keras"):
             if not os.path.exists(path):
                 raise FileNotFoundError(f"No Keras model file at {path}.")
@@ -78,13 +126,15 @@ class LoadedModel:
             import lps_keras.models  # noqa: F401
             import lps_keras.training.schedules  # noqa: F401
 
-            self._keras = keras.saving.load_model(path)
+            self._keras = _load_keras_file(path)
         elif os.path.exists(os.path.join(path, "saved_model.pb")):
             from lps_keras.export import METADATA_FILENAME
 
             meta_path = os.path.join(path, METADATA_FILENAME)
             if os.path.exists(meta_path):
-                self.metadata = rundir.read_json(meta_path)
+                self.metadata = _read_json_object(
+                    meta_path, "Restore it from a backup, or export the model again "
+                    "(lps_keras.export).")
             self._loaded = tf.saved_model.load(path)  # keeps the variables alive
             self._serve = self._loaded.signatures.get("serving_float") or \
                 self._loaded.signatures["serving_default"]
@@ -201,6 +251,10 @@ def load_arrays(dataset, split, data_dir=None, num_examples=None, seed=0, image_
     order, without augmentation: class ids `[N]` or masks `[N, H, W]` as targets.
     Synthetic data is generated for exactly `num_examples` (its generators are
     prefix-stable, so this is the prefix of the full split).
+
+    Raises:
+        DatasetNotFoundError, CorruptDatasetError: see `build_dataset`; a corrupt image
+            file met while reading raises `CorruptDatasetError` naming it.
     """
     kwargs = dict(data_dir=data_dir, training=False, augment="none", normalize=False,
                   seed=seed, source=source)
@@ -213,12 +267,19 @@ def load_arrays(dataset, split, data_dir=None, num_examples=None, seed=0, image_
     if num_examples and dataset in _SYNTHETIC:
         kwargs["num_examples"] = num_examples
     images, targets, count = [], [], 0
-    for x, y in build_dataset(dataset, split, batch_size, **kwargs):
-        images.append(x.numpy().astype(np.float32))
-        targets.append(y.numpy())
-        count += len(images[-1])
-        if num_examples and count >= num_examples:
-            break
+    try:
+        for x, y in build_dataset(dataset, split, batch_size, **kwargs):
+            images.append(x.numpy().astype(np.float32))
+            targets.append(y.numpy())
+            count += len(images[-1])
+            if num_examples and count >= num_examples:
+                break
+    except tf.errors.OpError as e:
+        # Checks inside the pipeline (e.g. a corrupt image file) can only raise TF errors.
+        error = CorruptDatasetError.from_tf_error(e)
+        if error is None:
+            raise
+        raise error from None
     if not images:
         raise ValueError(f"The {split!r} split of {dataset} is empty.")
     images, targets = np.concatenate(images), np.concatenate(targets)

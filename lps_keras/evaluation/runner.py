@@ -115,6 +115,28 @@ def _chunk_size(images, batch_size):
     return max(batch_size, fits)
 
 
+def evaluated_image_side(dataset, image_size=None, crop_size=None):
+    """The side of the (square) images `evaluate` scores for these data settings: the
+    crop of the ImageNet family (default 224), the padded evaluation crop of VOC (default
+    512), otherwise the generated or stored image size."""
+    info = dataset_info(dataset)
+    if dataset == "voc":
+        return int(crop_size or info.image_shape[0])
+    return int(image_size or info.image_shape[0])
+
+
+def check_max_shift(max_shift, dataset, image_size=None, crop_size=None, name="max_shift"):
+    """Raises ValueError (naming `name`) unless `max_shift` is smaller than the evaluated
+    images (`evaluated_image_side`): a larger circular shift wraps round to a smaller one,
+    and a larger standard shift leaves no image."""
+    side = evaluated_image_side(dataset, image_size, crop_size)
+    if max_shift >= side:
+        raise ValueError(
+            f"{name}={max_shift} is not smaller than the evaluated {dataset} images "
+            f"({side}x{side}): a circular shift that large wraps round and a standard one "
+            f"leaves no image. Use a {name} below {side}.")
+
+
 def evaluate(model, eval_mode, dataset, *, split="test", data_dir=None, num_examples=None,
              seed=0, batch_size=64, protocol=None, max_shift=None, baseline=None,
              image_size=None, crop_size=None, source="auto", curves=True, log=None):
@@ -145,6 +167,8 @@ def evaluate(model, eval_mode, dataset, *, split="test", data_dir=None, num_exam
 
     Raises:
         ValueError: an unknown mode, or a mode that does not fit the dataset's task.
+        (`max_shift` is not checked here, so that a run's final evaluation never fails
+        on it after training; callers check it up front with `check_max_shift`.)
     """
     if eval_mode not in EVAL_MODES:
         raise ValueError(f"`eval_mode` must be one of {EVAL_MODES}; got {eval_mode!r}.")
@@ -159,12 +183,15 @@ def evaluate(model, eval_mode, dataset, *, split="test", data_dir=None, num_exam
     models = [model] + ([baseline] if baseline is not None else [])
     data = dict(data_dir=data_dir, num_examples=num_examples, seed=seed,
                 image_size=image_size, crop_size=crop_size, source=source)
+    if eval_mode == "segmentation":
+        shift = 32 if max_shift is None else int(max_shift)
+    else:
+        shift = DEFAULT_MAX_SHIFT[protocol] if max_shift is None else int(max_shift)
     images, targets = load_arrays(dataset, split, **data)
     result = {"eval_mode": eval_mode, "dataset": dataset, "split": split,
               "protocol": protocol if info.task == "classification" else None, "seed": seed,
               "num_examples": int(len(images)), "units": UNITS, "models": {}}
     if eval_mode == "segmentation":
-        shift = 32 if max_shift is None else int(max_shift)
         result["max_shift"] = shift
         for m in models:
             result["models"][m.name] = _segmentation(
@@ -172,7 +199,6 @@ def evaluate(model, eval_mode, dataset, *, split="test", data_dir=None, num_exam
                 seed, batch_size)
         return result
 
-    shift = DEFAULT_MAX_SHIFT[protocol] if max_shift is None else int(max_shift)
     result["max_shift"] = shift
     cons_images = images
     if protocol == "imagenet" and eval_mode == "shift_consistency":

@@ -54,9 +54,10 @@ def test_rows_are_channel_major_planes(tmp_path, helpers):
     assert labels.tolist() == [7]
 
 
-@pytest.mark.parametrize("protocol", [3, 4, 5])
+@pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4, 5])
 def test_python3_pickles_load_too(tmp_path, cifar_arrays, helpers, protocol):
-    # Protocol 5 rebuilds arrays with numpy's _frombuffer, 3 and 4 with _reconstruct.
+    # Protocol 5 rebuilds arrays with numpy's _frombuffer, 0 to 4 with _reconstruct; 0 to
+    # 2 store bytes (keys, labels, the pixel buffer) as _codecs.encode(str, "latin1").
     helpers.write_cifar_folder(str(tmp_path), cifar_arrays, protocol=protocol)
     images, labels = cifar.load_cifar10("test", data_dir=tmp_path, source="folder")
     np.testing.assert_array_equal(images, cifar_arrays["test"][0])
@@ -252,3 +253,127 @@ def test_auto_reports_both_places(tmp_path):
         cifar.load_cifar10("train", data_dir=str(tmp_path))
     message = str(info.value)
     assert "cifar-10-batches-py" in message and "TFDS" in message
+
+
+def test_python3_protocol2_batch_round_trips(tmp_path, cifar_arrays, helpers):
+    # A batch re-pickled with pickle.dumps(batch, protocol=2) (values: arrays and bytes,
+    # b"" included, which protocol 2 writes as bytes()) loads to the same arrays.
+    images, labels = cifar_arrays["test"]
+    batch = {b"data": helpers.cifar_rows(images), b"labels": labels.tolist(),
+             b"batch_label": b"testing batch 1 of 1", b"empty": b""}
+    path = tmp_path / "p2"
+    path.write_bytes(pickle.dumps(batch, protocol=2))
+    loaded = cifar.restricted_pickle_load(path)
+    assert loaded[b"batch_label"] == b"testing batch 1 of 1" and loaded[b"empty"] == b""
+    assert type(loaded[b"data"]) is np.ndarray
+    got_images, got_labels = cifar.read_cifar10_batch(path)
+    np.testing.assert_array_equal(got_images, images)
+    np.testing.assert_array_equal(got_labels, labels)
+
+
+class _Call:
+    """Pickles as a call of `fn(*args)` (then `__setstate__(state)` if given)."""
+
+    def __init__(self, fn, *args, state=None):
+        self.fn, self.args, self.state = fn, args, state
+
+    def __reduce__(self):
+        return (self.fn, self.args) if self.state is None else (self.fn, self.args, self.state)
+
+
+def _multiarray():
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # pragma: no cover - NumPy 1.x
+        from numpy.core import multiarray
+    return multiarray
+
+
+def _numeric():
+    try:
+        from numpy._core import numeric
+    except ImportError:  # pragma: no cover - NumPy 1.x
+        from numpy.core import numeric
+    return numeric
+
+
+@pytest.mark.parametrize("payload", [
+    "_codecs.encode(b, latin1)", "_codecs.encode(s, rot13)", "bytes(10**9)"])
+def test_protocol2_helpers_only_do_what_bytes_need(tmp_path, payload):
+    import _codecs
+
+    call = {
+        "_codecs.encode(b, latin1)": _Call(_codecs.encode, b"x", "latin1"),
+        "_codecs.encode(s, rot13)": _Call(_codecs.encode, "x", "rot13"),
+        "bytes(10**9)": _Call(bytes, 10**9),
+    }[payload]
+    path = tmp_path / "evil"
+    path.write_bytes(pickle.dumps({b"data": call}, protocol=2))
+    with pytest.raises(CorruptDatasetError, match="only allowed") as info:
+        cifar.restricted_pickle_load(path)
+    assert str(path) in str(info.value)
+
+
+def _crafted(tmp_path, value):
+    path = tmp_path / "crafted"
+    path.write_bytes(pickle.dumps({b"data": value, b"labels": []}, protocol=4))
+    return path
+
+
+def _peak_bytes(fn):
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+def test_object_array_bomb_is_refused_before_allocating(tmp_path):
+    # A 160-byte file asking _reconstruct for 2e7 object elements (160 MB of None pointers;
+    # 2e8 took 1.5 GB and 3.5 s before the check on the content could refuse it).
+    multiarray = _multiarray()
+    path = _crafted(tmp_path, _Call(multiarray._reconstruct, np.ndarray, (20_000_000,), "O"))
+    assert path.stat().st_size < 200
+
+    def load():
+        with pytest.raises(CorruptDatasetError, match="object arrays are not allowed") as info:
+            cifar.restricted_pickle_load(path)
+        assert str(path) in str(info.value) and "exhaust memory" in str(info.value)
+
+    assert _peak_bytes(load) < 5_000_000
+    # The measurement sees NumPy's allocations: an unrestricted load does allocate.
+    with open(path, "rb") as f:
+        assert _peak_bytes(lambda: pickle.load(f, encoding="bytes")) > 150_000_000
+
+
+@pytest.mark.parametrize("case, message", [
+    ("huge uint8", "past 30720000 bytes"), ("huge dtype", "past 30720000 bytes"),
+    ("object state", "object arrays"), ("huge state", "past 30720000 bytes"),
+    ("many arrays", "past 30720000 bytes"), ("ndarray call", "directly is not allowed"),
+    ("frombuffer", "object arrays")])
+def test_oversized_or_object_arrays_are_refused(tmp_path, case, message):
+    multiarray = _multiarray()
+    rec = multiarray._reconstruct
+    big = (2**31 - 1,)  # 2 GB of uint8: refused on the declared shape, never allocated
+    value = {
+        "huge uint8": _Call(rec, np.ndarray, big, "u1"),
+        "huge dtype": _Call(rec, np.ndarray, (1,), np.dtype(("u1", (2**31 - 1,)))),
+        "object state": _Call(rec, np.ndarray, (0,), "b",
+                              state=(1, (3,), np.dtype("O"), False, [1, 2, 3])),
+        "huge state": _Call(rec, np.ndarray, (0,), "b",
+                            state=(1, big, np.dtype("u1"), False, b"")),
+        # Each within the limit, together past it (one batch is 30.72 MB).
+        "many arrays": [_Call(rec, np.ndarray, (8_000_000,), "u1") for _ in range(5)],
+        "ndarray call": _Call(np.ndarray, big, "u1"),
+        "frombuffer": _Call(_numeric()._frombuffer, b"", np.dtype("O"), (0,), "C"),
+    }[case]
+    path = _crafted(tmp_path, value)
+    def load():
+        with pytest.raises(CorruptDatasetError, match=message):
+            cifar.restricted_pickle_load(path)
+
+    assert _peak_bytes(load) < 50_000_000

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from lps_keras import data
 from lps_keras.data import imagenet, pipeline
 from lps_keras.data.errors import CorruptDatasetError, DatasetNotFoundError
 
@@ -183,3 +184,68 @@ def test_tfds_argument_errors(tmp_path):
         imagenet.load_tfds_imagenet("imagenette", manual_dir=str(tmp_path))
     with pytest.raises(DatasetNotFoundError, match="ILSVRC2012_img_val.tar"):
         imagenet.load_tfds_imagenet("imagenet2012", manual_dir=str(tmp_path / "absent"))
+
+
+def test_dataset_info_counts_image_folder_classes(split_image_folder, tmp_path, helpers):
+    # A class only in val/ does not count: the training split defines the classes.
+    helpers.write_image_folder(os.path.join(split_image_folder, "val"),
+                               classes={"aardvark": (1, 2, 3)}, per_class=1)
+    info = data.dataset_info("image_folder", data_dir=split_image_folder)
+    assert info.num_classes == 3 and info.class_names == ("cat", "dog", "zebra")
+    assert info.task == "classification" and info.protocol == "imagenet"
+    # The one-argument call keeps the static facts; other datasets ignore data_dir.
+    assert data.dataset_info("image_folder").num_classes is None
+    assert data.dataset_info("cifar10", data_dir=str(tmp_path)).num_classes == 10
+    # The class order is the label order of build_dataset.
+    ds = pipeline.build_dataset("image_folder", "train", 6, data_dir=split_image_folder,
+                                image_size=8, resize_size=10, normalize=False, shuffle=False)
+    images, labels = next(iter(ds.as_numpy_iterator()))
+    for image, label in zip(images, labels, strict=True):
+        assert info.class_names[label] == _colour_class(image)
+
+
+def test_dataset_info_image_folder_without_folder(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match=r"config\.data\.data_dir.*<class_name>"):
+        data.dataset_info("image_folder", data_dir=None)
+    with pytest.raises(DatasetNotFoundError, match="no 'train' folder") as info:
+        data.dataset_info("image_folder", data_dir=str(tmp_path))
+    assert str(tmp_path) in str(info.value) and "train/<class_name>/" in str(info.value)
+    os.makedirs(tmp_path / "train")
+    with pytest.raises(DatasetNotFoundError, match="no class subfolders"):
+        data.dataset_info("image_folder", data_dir=str(tmp_path))
+
+
+def _folder_with_garbage_jpeg(root, helpers):
+    helpers.write_image_folder(os.path.join(root, "train"))
+    bad = os.path.join(root, "train", "dog", "dog_9.jpg")
+    with open(bad, "wb") as f:
+        f.write(b"<html>404 Not Found</html>" + bytes(range(256)))
+    return bad
+
+
+def test_garbage_jpeg_is_named(tmp_path, helpers):
+    root = str(tmp_path / "my 'photos' é")  # TF escapes the quotes and the UTF-8 bytes
+    bad = _folder_with_garbage_jpeg(root, helpers)
+    ds = pipeline.build_dataset("image_folder", "train", 2, data_dir=root, image_size=8,
+                                resize_size=10)
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        for _ in ds:
+            pass
+    message = str(info.value)  # names the file (C-escaped by TF) and says what to do
+    assert "Corrupt image file " in message and "dog_9.jpg" in message
+    assert "Remove or replace it" in message
+    error = CorruptDatasetError.from_tf_error(info.value)
+    assert isinstance(error, CorruptDatasetError) and error.path == bad
+    assert str(error).startswith(f"Corrupt image file {bad}: ")
+    assert CorruptDatasetError.from_tf_error(tf.errors.InvalidArgumentError(None, None, "x")) \
+        is None
+
+
+def test_empty_image_file_is_named(tmp_path, helpers):
+    root = str(tmp_path / "folder")
+    helpers.write_image_folder(root, per_class=1)
+    bad = os.path.join(root, "cat", "empty.png")
+    open(bad, "wb").close()
+    ds, _ = imagenet.image_folder_dataset(root)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"Corrupt image file {bad}"):
+        list(ds)

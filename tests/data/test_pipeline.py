@@ -213,3 +213,13 @@ def test_image_folder_cache_keeps_contents(split_image_folder):
         ref = np.lexsort(plain[0].reshape(len(plain[0]), -1).T)
         np.testing.assert_array_equal(epoch[0][order], plain[0][ref])
         np.testing.assert_array_equal(epoch[1][order], plain[1][ref])
+
+
+@pytest.mark.parametrize("name", ["synthetic_shapes", "synthetic_shapes_seg", "cifar10",
+                                  "voc", "imagenette", "image_folder"])
+def test_unknown_source_is_rejected_for_every_dataset(name, tmp_path):
+    split = "train"
+    with pytest.raises(ValueError, match=r"config\.data\.source.*'auto', 'folder', 'tfds'.*"
+                                         r"got 'foldr'"):
+        data.build_dataset(name, split, 2, source="foldr", data_dir=str(tmp_path),
+                           num_examples=4)
