@@ -186,7 +186,8 @@ class APSDownsampling2D(_PolyphaseDownsampling):
     Call arguments:
         inputs: float tensor `[B, H, W, C]`.
         probs: optional `[B, stride**2]` selection to apply instead of computing one
-            (used for residual shortcuts).
+            (used for residual shortcuts), for the same batch: a batch size that differs
+            from that of `inputs` raises a ValueError when both are known statically.
         training: unused except by the anti-aliasing layer.
 
     Example:
@@ -263,7 +264,8 @@ class LPSDownsampling2D(_PolyphaseDownsampling):
 
     Call arguments:
         inputs: float tensor `[B, H, W, C]`.
-        probs: optional `[B, stride**2]` selection to apply instead of scoring.
+        probs: optional `[B, stride**2]` selection to apply instead of scoring (same
+            batch as `inputs`, checked statically as for APS).
         training: Python bool; selects the relaxed (True) or inference (False) path.
 
     Example:
