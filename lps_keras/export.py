@@ -21,6 +21,14 @@ run the model in inference mode (`training=False`). Outputs are named:
 an error that names the expected size: they are not resized, because a silent resize would
 change what a shift-invariant model sees.
 
+Input checks and edge cases of the serving graph:
+
+- a batch of 0 images returns empty outputs of the documented dtypes and shapes (`[0, C]`,
+  `[0]`, ...), not an error;
+- `serving_float` images containing NaN or inf are rejected with an `InvalidArgumentError`
+  whose message names `images` and says it contains NaN or inf (instead of silently
+  returning NaN probabilities); uint8 images are always finite.
+
 Versions are written atomically (`lps_keras.versioned_dir`): the SavedModel goes to a
 hidden temporary sibling (`export_dir/<name>/.<version>.tmp-XXXX`, which servers ignore
 because its name is not an integer) and is renamed into place only once complete, so a
@@ -372,7 +380,11 @@ def _check_version(version):
 
 def _serving_signatures(model, spec):
     """Traces the uint8 and float32 signatures of `spec` (a `ServingSpec`); returns them
-    and the object to save."""
+    and the object to save.
+
+    The graph checks the images' shape (`_check_image_shape`) and that they are finite
+    (`_check_finite`), and answers a batch of 0 with empty outputs (see the module
+    docstring)."""
     model_dtype = keras.backend.standardize_dtype(model.inputs[0].dtype)
     spatial = [None if d is None else int(d) for d in spec.served_hw]
     task = spec.task
@@ -384,9 +396,18 @@ def _serving_signatures(model, spec):
     @tf.function(autograph=False, input_signature=[
         tf.TensorSpec([None, *spatial, 3], tf.float32, name=INPUT_NAME)])
     def predict(images):
-        x = _check_image_shape(images, spatial)
+        x = _check_finite(_check_image_shape(images, spatial))
         x = (x / scale - mean) / std
+        # An empty batch runs the model on one blank image and keeps none of its outputs:
+        # some kernels fail on a batch of 0 (an upstream TF issue surfacing in
+        # BatchNormalization after a convolution), and this gives outputs of the right
+        # shapes and dtypes with a single trace of the model. Other batches pass as is.
+        batch = tf.shape(x)[0]
+        x = tf.ensure_shape(tf.cond(
+            batch > 0, lambda: x,
+            lambda: tf.zeros(tf.concat([[1], tf.shape(x)[1:]], axis=0), x.dtype)), x.shape)
         logits = tf.cast(model(tf.cast(x, model_dtype), training=False), tf.float32)
+        logits = logits[:batch]
         if task == "classification":
             return {
                 "logits": tf.identity(logits, name="logits"),
@@ -440,6 +461,22 @@ def _check_image_shape(images, spatial):
         "(batch, height, width, RGB); resize or crop the images to that size before "
         "serving. Received shape:", shape,
     ], summarize=4, name="check_image_shape")
+    with tf.control_dependencies([check]):
+        return tf.identity(images)
+
+
+def _check_finite(images):
+    """Asserts in the graph that every pixel of `images` is finite.
+
+    A NaN or inf pixel would otherwise flow through the network and come back as NaN
+    probabilities (and an arbitrary class) without any error. The check passes trivially
+    for uint8 images and for an empty batch.
+    """
+    check = tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(images)), [
+        "lps_keras export: `images` contains NaN or inf; every pixel must be a finite "
+        "number on the input_scale scale (e.g. 0-255). Replace or drop those images "
+        "before serving.",
+    ], name="check_images_finite")
     with tf.control_dependencies([check]):
         return tf.identity(images)
 

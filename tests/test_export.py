@@ -20,6 +20,7 @@ import pytest
 import tensorflow as tf
 
 from lps_keras.export import METADATA_FILENAME, export_saved_model
+from lps_keras.layers import LPSDownsampling2D
 from lps_keras.models import deeplabv3plus, resnet20
 from tests.helpers import calibrate_batchnorm, to_numpy
 
@@ -144,6 +145,14 @@ def _export_and_start_checks(root, procs):
             add_case(f"cls-{signature}-{batch}", classifier_dir, signature, images, logits)
     add_case("cls-wrong-size", classifier_dir, "serving_default",
              _uint8_images(rng, (2, 64, 64, 3)), None)
+    add_case("cls-empty-serving_default", classifier_dir, "serving_default",
+             np.zeros((0, 32, 32, 3), np.uint8), None)
+    add_case("cls-empty-serving_float", classifier_dir, "serving_float",
+             np.zeros((0, 32, 32, 3), np.float32), None)
+    for bad in ("nan", "inf"):
+        images = rng.uniform(0, 255, size=(2, 32, 32, 3)).astype("float32")
+        images[1, 5, 7, 2] = float(bad)
+        add_case(f"cls-{bad}", classifier_dir, "serving_float", images, None)
 
     segmenter = deeplabv3plus("resnet18", num_classes=5, input_shape=(None, None, 3),
                               logits_channels=8, aspp_filters=16, decoder_filters=16,
@@ -330,6 +339,50 @@ def test_failed_rename_leaves_previous_versions(tiny, tmp_path, monkeypatch, ove
 # ------------------------------------------------------------------------ argument checks
 
 
+def _tiny_bn_lps_classifier():
+    """Conv, BatchNorm (the layer that failed on an empty batch), LPS, pool, dense."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = LPSDownsampling2D(hidden_channels=4, seed=0)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(3)(x), name="tiny_bn")
+
+
+@pytest.fixture(scope="module")
+def tiny_bn_loaded(tmp_path_factory):
+    model = _tiny_bn_lps_classifier()
+    path = export_saved_model(model, tmp_path_factory.mktemp("tiny_bn"))
+    return model, tf.saved_model.load(path)
+
+
+@pytest.mark.parametrize("signature, dtype", [("serving_default", tf.uint8),
+                                              ("serving_float", tf.float32)])
+def test_empty_batch_in_process(tiny_bn_loaded, signature, dtype):
+    model, loaded = tiny_bn_loaded
+    fn = loaded.signatures[signature]
+    out = fn(images=tf.zeros((0, 8, 8, 3), dtype))
+    assert out["logits"].shape == (0, 3) and out["logits"].dtype == tf.float32
+    assert out["probabilities"].shape == (0, 3) and out["probabilities"].dtype == tf.float32
+    assert out["classes"].shape == (0,) and out["classes"].dtype == tf.int64
+    # A non-empty batch is unaffected by the empty-batch path.
+    images = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    got = fn(images=tf.cast(tf.constant(images), dtype))["logits"].numpy()
+    x = tf.cast(tf.cast(images, dtype), tf.float32) / 255.0
+    np.testing.assert_allclose(got, to_numpy(model(x, training=False)), atol=1e-5)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_float_images_are_rejected_in_process(tiny_bn_loaded, value):
+    _, loaded = tiny_bn_loaded
+    images = np.full((2, 8, 8, 3), 100.0, np.float32)
+    images[0, 3, 3, 1] = value
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"`images` contains NaN or inf; every pixel must be a finite"):
+        loaded.signatures["serving_float"](images=tf.constant(images))
+
+
 def test_task_is_inferred_from_output_rank(tmp_path):
     inputs = keras.Input((None, None, 3))
     seg = keras.Model(inputs, keras.layers.Conv2D(4, 1)(inputs), name="seg")
@@ -417,6 +470,23 @@ def test_fixed_size_model_rejects_other_sizes_with_clear_error(served):
     message = served["report"]["errors"]["cls-wrong-size"]
     assert "must have shape [batch, 32, 32, 3]" in message
     assert "[2 64 64 3]" in message  # the received shape
+
+
+@pytest.mark.parametrize("signature", ["serving_default", "serving_float"])
+def test_empty_batch_returns_empty_outputs(served, signature):
+    key = f"cls-empty-{signature}"
+    assert key not in served["report"]["errors"], served["report"]["errors"][key]
+    out = {name: served["outputs"][f"{key}::{name}"]
+           for name in ("logits", "probabilities", "classes")}
+    assert out["logits"].shape == (0, 10) and out["logits"].dtype == np.float32
+    assert out["probabilities"].shape == (0, 10) and out["probabilities"].dtype == np.float32
+    assert out["classes"].shape == (0,) and out["classes"].dtype == np.int64
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf"])
+def test_non_finite_float_images_are_rejected(served, bad):
+    message = served["report"]["errors"][f"cls-{bad}"]
+    assert "`images` contains NaN or inf" in message
 
 
 @pytest.mark.parametrize("size", SEG_SIZES)

@@ -23,6 +23,39 @@ def check_stride(stride):
     return int(stride)
 
 
+def check_int_in_range(name, value, low, high):
+    """`int(value)` for an int (Python or NumPy, not bool) in `[low, high]`."""
+    if not is_int(value) or not low <= value <= high:
+        raise ValueError(f"`{name}` must be an int from {low} to {high}; got {value!r}.")
+    return int(value)
+
+
+def check_nonempty(layer, input_shape, what="input"):
+    """Rejects a statically known height or width of 0 (the batch may be 0).
+
+    Unknown (`None`) sizes pass: the check is static, made when the shape is known (at
+    build time, and at call time for tensors with a static shape)."""
+    if len(input_shape) == 4 and (input_shape[1] == 0 or input_shape[2] == 0):
+        raise ValueError(
+            f"{layer.__class__.__name__} got an empty {what} of shape "
+            f"{tuple(input_shape)}: height and width must be at least 1. Drop empty images "
+            "(or crop/resize them to a non-zero size) before this layer."
+        )
+
+
+def check_probs_batch(layer, inputs_shape, probs_shape):
+    """Rejects `probs` whose batch size differs from that of `inputs` when both are
+    statically known (a dynamic mismatch surfaces as a shape error of the product)."""
+    batch, probs_batch = inputs_shape[0], probs_shape[0]
+    if batch is not None and probs_batch is not None and batch != probs_batch:
+        raise ValueError(
+            f"{layer.__class__.__name__} got `probs` with batch size {probs_batch} for "
+            f"`inputs` with batch size {batch} (shapes {tuple(probs_shape)} and "
+            f"{tuple(inputs_shape)}); pass the `probs` the paired downsampler returned for "
+            "this same batch."
+        )
+
+
 def check_rank4(layer, input_shape, what="input"):
     if len(input_shape) != 4:
         raise ValueError(
@@ -35,6 +68,7 @@ def check_rank4(layer, input_shape, what="input"):
             f"{layer.__class__.__name__} needs a known channel dimension; got shape "
             f"{tuple(input_shape)}."
         )
+    check_nonempty(layer, input_shape, what)
 
 
 def check_float_dtype(layer, dtype):

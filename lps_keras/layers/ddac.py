@@ -67,6 +67,7 @@ class DDAC2D(keras.layers.Layer):
         self.kernel_norm.build(self.kernel_predictor.compute_output_shape(padded))
 
     def call(self, inputs, training=None):
+        _validation.check_nonempty(self, inputs.shape)
         k = self.kernel_size
         g = self.groups
         padded = pad2d(inputs, filter_padding(k), self.padding_mode)

@@ -18,23 +18,55 @@ from lps_keras.layers.scorers import SCORERS, get_scorer
 NORMS = ("l2", "l1", "linf")
 
 
+def _nan_to_neg_inf(scores):
+    """`scores` with NaN replaced by -inf (the NaN policy of every selection here)."""
+    return ops.where(ops.isnan(scores), float("-inf"), scores)
+
+
 def _is_best(scores):
-    """`[B, K]` mask of the components equal to their sample's best score."""
-    return ops.equal(scores, ops.max(scores, axis=-1, keepdims=True))
+    """`[B, K]` mask of the components equal to their sample's best score (NaN counts as
+    -inf, so a sample whose scores are all NaN has every component tied)."""
+    scores = _nan_to_neg_inf(scores)
+    return ops.equal(scores, _row_max(scores))
+
+
+def _row_max(scores):
+    # `initial=-inf` changes no value and lets an empty batch through (Keras refuses the
+    # max of an empty tensor in eager mode).
+    return ops.max(scores, axis=-1, keepdims=True, initial=float("-inf"))
+
+
+def argmax(scores):
+    """Per-sample index of the best of `scores` `[B, K]`, NaN counting as -inf; ties (all
+    NaN included) go to the lowest index.
+
+    The same index in eager, `tf.function` and XLA: a plain argmax is not, because TF and
+    XLA order NaN differently (XLA's max even skips NaN where TF's returns it)."""
+    return ops.argmax(_nan_to_neg_inf(scores), axis=-1)
 
 
 def argmax_with_tiebreak(scores, second):
     """Per-sample index of the best of `scores` `[B, K]`; exact ties go to the best of
-    `second` among the tied components, then to the lowest index.
+    `second` among the tied components, then to the lowest of those.
+
+    NaN policy: a NaN in `scores` or `second` counts as -inf, so a component whose score
+    is NaN is never kept unless every component's is NaN (or -inf); then `second` decides,
+    and if it is NaN too, the lowest index. The result is the same in eager, `tf.function`
+    and XLA (see `argmax`). Finite scores are unaffected.
 
     When both permute exactly with a circular shift of the input (as float64 scores do,
     see `reductions`), so does the winner, except between components tied in both.
     """
-    return ops.argmax(ops.where(_is_best(scores), second, float("-inf")), axis=-1)
+    best = _is_best(scores)
+    second = ops.where(best, _nan_to_neg_inf(second), float("-inf"))
+    best = ops.logical_and(best, ops.equal(second, _row_max(second)))
+    # Argmax of a 0/1 mask: the lowest index of the components tied in both, NaN-free.
+    return ops.argmax(ops.cast(best, "int32"), axis=-1)
 
 
 def has_tie(scores):
-    """True if any sample has two or more components tied for the best score."""
+    """True if any sample has two or more components tied for the best score (NaN
+    counting as -inf, as in `argmax_with_tiebreak`)."""
     return ops.any(ops.sum(ops.cast(_is_best(scores), "int32"), axis=-1) > 1)
 
 
@@ -67,7 +99,7 @@ class _PolyphaseDownsampling(keras.layers.Layer):
         if self.antialias_layer is not None:
             self.antialias_layer.build(input_shape)
 
-    def _check_probs(self, probs):
+    def _check_probs(self, inputs, probs):
         shape = tuple(probs.shape)
         if len(shape) != 2 or shape[1] != self.num_components:
             raise ValueError(
@@ -75,15 +107,17 @@ class _PolyphaseDownsampling(keras.layers.Layer):
                 f"[batch, {self.num_components}] (one weight per polyphase component), as "
                 f"returned by a paired downsampler with the same stride; got shape {shape}."
             )
+        _validation.check_probs_batch(self, inputs.shape, shape)
 
     def call(self, inputs, probs=None, training=None):
         _validation.check_float_dtype(self, inputs.dtype)
+        _validation.check_nonempty(self, inputs.shape)
         x = inputs
         if self.antialias_layer is not None:
             x = self.antialias_layer(inputs, training=training)
         x = pad_to_multiple(x, self.stride)
         if probs is not None:
-            self._check_probs(probs)
+            self._check_probs(inputs, probs)
             probs = ops.cast(probs, _validation.scoring_dtype(x.dtype))
             outputs = select_weighted(polyphase_split(x, self.stride), probs)
         else:
@@ -101,6 +135,7 @@ class _PolyphaseDownsampling(keras.layers.Layer):
         return outputs
 
     def compute_output_shape(self, inputs_shape, probs_shape=None):
+        _validation.check_nonempty(self, inputs_shape)
         b, _, h, w, c = self._components_shape(inputs_shape)
         if self.return_probs:
             return (b, h, w, c), (b, self.num_components)
@@ -133,6 +168,10 @@ class APSDownsampling2D(_PolyphaseDownsampling):
     components tied in both (e.g. a constant input) go to the lowest index, which a shift
     can change. Per-pixel terms are float32 under mixed precision.
 
+    NaN: a component whose norm is NaN (it contains a NaN) is never kept unless every
+    component's is, then the lowest index is; the same component in eager, `tf.function`
+    and XLA (see `argmax_with_tiebreak`). Inputs of height or width 0 are rejected.
+
     Args:
         stride: int >= 2, the subsampling factor per axis.
         norm: `"l2"` (default), `"l1"` or `"linf"`.
@@ -147,7 +186,8 @@ class APSDownsampling2D(_PolyphaseDownsampling):
     Call arguments:
         inputs: float tensor `[B, H, W, C]`.
         probs: optional `[B, stride**2]` selection to apply instead of computing one
-            (used for residual shortcuts).
+            (used for residual shortcuts), for the same batch: a batch size that differs
+            from that of `inputs` raises a ValueError when both are known statically.
         training: unused except by the anti-aliasing layer.
 
     Example:
@@ -201,6 +241,8 @@ class LPSDownsampling2D(_PolyphaseDownsampling):
     the argmax commutes with circular shifts bit for bit; components tied exactly for the
     best logit are ranked by the l2 norm of the scored input, and only components tied in
     both (e.g. a constant input) go to the lowest index, which a shift can change.
+    A NaN logit counts as -inf (never kept unless all are NaN, then the lowest index),
+    so eager, `tf.function` and XLA keep the same component (see `argmax_with_tiebreak`).
 
     Args:
         stride: int >= 2.
@@ -222,7 +264,8 @@ class LPSDownsampling2D(_PolyphaseDownsampling):
 
     Call arguments:
         inputs: float tensor `[B, H, W, C]`.
-        probs: optional `[B, stride**2]` selection to apply instead of scoring.
+        probs: optional `[B, stride**2]` selection to apply instead of scoring (same
+            batch as `inputs`, checked statically as for APS).
         training: Python bool; selects the relaxed (True) or inference (False) path.
 
     Example:
@@ -245,8 +288,11 @@ class LPSDownsampling2D(_PolyphaseDownsampling):
         _validation.check_choice("inference_mode", inference_mode, INFERENCE_MODES)
         _validation.check_choice("padding_mode", padding_mode, _validation.PADDING_MODES)
         tau = _validation.check_positive_number("tau", tau)
+        hidden_channels = _validation.check_positive_int(
+            "hidden_channels", hidden_channels, optional=True)
         if seed is not None and not _validation.is_int(seed):
             raise ValueError(f"`seed` must be None or an int; got {seed!r}.")
+        seed = None if seed is None else int(seed)
         self.logits_model = logits_model
         self.hidden_channels = hidden_channels
         self.initial_tau = float(tau)
@@ -287,8 +333,24 @@ class LPSDownsampling2D(_PolyphaseDownsampling):
         return component_norms(ops.cast(x, _validation.scoring_dtype(x.dtype)),
                                self.stride, "l2")
 
+    def _hard_logits(self, components):
+        """Inference logits for the argmax, with the NaN policy applied to the input: a
+        component holding a NaN gets a NaN logit (never kept, see `argmax_with_tiebreak`)
+        and is scored as zeros, so no NaN reaches the scorer. Kernels differ in how they
+        pass NaN on (a fused ReLU may turn it into 0, attention mixes it into every
+        component), which would make eager, `tf.function` and XLA rank differently.
+        Finite inputs are scored unchanged."""
+        nan = ops.isnan(components)
+        has_nan = ops.any(nan, axis=(2, 3, 4))
+        logits = self.compute_logits(ops.where(nan, 0.0, components), training=False)
+        return ops.where(has_nan, float("nan"), logits)
+
     def _select(self, x, training):
-        logits = self.compute_logits(polyphase_split(x, self.stride), training=training)
+        components = polyphase_split(x, self.stride)
+        if not training and self.inference_mode == "argmax":
+            logits = self._hard_logits(components)
+        else:
+            logits = self.compute_logits(components, training=training)
         probs_dtype = _validation.scoring_dtype(x.dtype)
         tau = ops.cast(self.tau, logits.dtype)
         if not training:
@@ -296,7 +358,7 @@ class LPSDownsampling2D(_PolyphaseDownsampling):
                 index = ops.cond(
                     has_tie(logits),
                     lambda: argmax_with_tiebreak(logits, self._input_norms(x)),
-                    lambda: ops.argmax(logits, axis=-1),
+                    lambda: argmax(logits),
                 )
                 return ops.one_hot(index, self.num_components, dtype=probs_dtype), index
             return ops.cast(ops.softmax(logits / tau, axis=-1), probs_dtype), None
@@ -309,7 +371,7 @@ class LPSDownsampling2D(_PolyphaseDownsampling):
             logits = logits - ops.cast(ops.log(-ops.log(u)), logits.dtype)
         soft = ops.cast(ops.softmax(logits / tau, axis=-1), probs_dtype)
         if self.hard:
-            one_hot = ops.one_hot(ops.argmax(soft, axis=-1), self.num_components,
+            one_hot = ops.one_hot(argmax(soft), self.num_components,
                                   dtype=probs_dtype)
             # Straight-through: forward one-hot, backward the soft gradient.
             return soft + ops.stop_gradient(one_hot - soft), None

@@ -31,8 +31,7 @@ def binomial_blur(x, filter_size, stride=1, padding_mode="circular"):
 
 
 def _check_filter_size(filter_size):
-    if isinstance(filter_size, bool) or filter_size not in range(1, 8):
-        raise ValueError(f"`filter_size` must be an int from 1 to 7; got {filter_size!r}.")
+    return _validation.check_int_in_range("filter_size", filter_size, 1, 7)
 
 
 @keras.saving.register_keras_serializable(package="lps_keras")
@@ -55,7 +54,7 @@ class LowPassFilter2D(keras.layers.Layer):
 
     def __init__(self, filter_size=3, padding_mode="circular", **kwargs):
         super().__init__(**kwargs)
-        _check_filter_size(filter_size)
+        filter_size = _check_filter_size(filter_size)
         _validation.check_choice("padding_mode", padding_mode, _validation.PADDING_MODES)
         self.filter_size = filter_size
         self.padding_mode = padding_mode
@@ -66,11 +65,13 @@ class LowPassFilter2D(keras.layers.Layer):
         _validation.check_rank4(self, input_shape)
 
     def call(self, inputs):
+        _validation.check_nonempty(self, inputs.shape)
         if self.filter_size == 1 and self.stride == 1:
             return inputs
         return binomial_blur(inputs, self.filter_size, self.stride, self.padding_mode)
 
     def compute_output_shape(self, input_shape):
+        _validation.check_nonempty(self, input_shape)
         b, h, w, c = input_shape
         s = self.stride
         return (b, None if h is None else -(-h // s), None if w is None else -(-w // s), c)

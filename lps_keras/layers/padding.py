@@ -12,11 +12,12 @@ from lps_keras.layers import _validation
 
 def _normalize_padding(padding):
     """Returns ((top, bottom), (left, right)) from an int, a pair or a pair of pairs."""
-    if isinstance(padding, int):
+    is_int = _validation.is_int  # Python or NumPy ints, never bools
+    if is_int(padding):
         pads = ((padding, padding), (padding, padding))
-    elif len(padding) == 2 and all(isinstance(p, int) for p in padding):
+    elif _is_pair(padding) and all(is_int(p) for p in padding):
         pads = ((padding[0], padding[0]), (padding[1], padding[1]))
-    elif len(padding) == 2 and all(len(p) == 2 for p in padding):
+    elif _is_pair(padding) and all(_is_pair(p) for p in padding):
         pads = (tuple(padding[0]), tuple(padding[1]))
     else:
         raise ValueError(
@@ -24,9 +25,13 @@ def _normalize_padding(padding):
             f"((top, bottom), (left, right)); got {padding!r}."
         )
     for p in pads[0] + pads[1]:
-        if not isinstance(p, int) or p < 0:
+        if not is_int(p) or p < 0:
             raise ValueError(f"`padding` values must be non-negative ints; got {padding!r}.")
     return tuple(tuple(int(v) for v in p) for p in pads)
+
+
+def _is_pair(value):
+    return isinstance(value, (tuple, list)) and len(value) == 2
 
 
 def _wrap_axis(x, before, after, axis):
@@ -107,9 +112,11 @@ class CircularPad2D(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def call(self, inputs):
+        _validation.check_nonempty(self, inputs.shape)
         return circular_pad(inputs, self.padding)
 
     def compute_output_shape(self, input_shape):
+        _validation.check_nonempty(self, input_shape)
         (top, bottom), (left, right) = self.padding
         b, h, w, c = input_shape
         return (

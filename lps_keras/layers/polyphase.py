@@ -75,7 +75,11 @@ def component_norms(x, stride, norm, with_spread=False):
     shape = ops.shape(x)
     h, w, c = shape[1], shape[2], x.shape[3]
     if norm == "linf":
-        per_pixel = ops.max(ops.abs(x), axis=-1)
+        # XLA's max skips NaN where TF's returns it: make NaN propagate explicitly, so a
+        # component holding a NaN has a NaN norm on every backend and compiler.
+        # (`initial=0` changes no magnitude and lets an empty batch through eagerly.)
+        per_pixel = ops.where(ops.any(ops.isnan(x), axis=-1), float("nan"),
+                              ops.max(ops.abs(x), axis=-1, initial=0.0))
     else:
         # max(x*x, 0) == x*x. The max is there for XLA on CPU: with 64 channels it runs
         # the per-pixel matvec 1.7-2x slower when a bare multiply feeds it (64x32x32x64:
@@ -84,7 +88,9 @@ def component_norms(x, stride, norm, with_spread=False):
         per_pixel = ops.matmul(ops.reshape(magnitude, (-1, c)), ops.ones((c, 1), x.dtype))
     grid = ops.reshape(per_pixel, (-1, h // s, s, w // s, s))
     if norm == "linf":
-        norms = ops.cast(ops.max(grid, axis=(1, 3)), SELECTION_DTYPE)  # exact in any order
+        norms = ops.where(ops.any(ops.isnan(grid), axis=(1, 3)), float("nan"),
+                          ops.max(grid, axis=(1, 3), initial=0.0))
+        norms = ops.cast(norms, SELECTION_DTYPE)  # exact in any order
     else:
         norms = invariant_sum(grid, axis=(1, 3))
     norms = ops.reshape(norms, (-1, s * s))

@@ -38,6 +38,7 @@ class InvariantGlobalAveragePooling2D(keras.layers.Layer):
         _validation.check_rank4(self, input_shape)
 
     def call(self, inputs):
+        _validation.check_nonempty(self, inputs.shape)
         return ops.cast(invariant_mean(inputs, axis=(1, 2), keepdims=self.keepdims),
                         self.compute_dtype)
 

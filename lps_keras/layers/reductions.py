@@ -55,5 +55,6 @@ def set_sum(x, axis, keepdims=False):
 
 def set_softmax(logits, axis=-1):
     """Softmax over a short axis whose normaliser is a `set_sum` (exactly order-free)."""
-    e = ops.exp(logits - ops.max(logits, axis=axis, keepdims=True))
+    # `initial=-inf` changes no value and lets an empty batch through in eager mode.
+    e = ops.exp(logits - ops.max(logits, axis=axis, keepdims=True, initial=float("-inf")))
     return e / set_sum(e, axis=axis, keepdims=True)

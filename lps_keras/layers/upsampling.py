@@ -26,7 +26,13 @@ class PolyphaseUpsampling2D(keras.layers.Layer):
 
     Call arguments:
         inputs: float tensor `[B, h, w, C]`.
-        probs: `[B, stride**2]` from the paired downsampler (`return_probs=True`).
+        probs: `[B, stride**2]` from the paired downsampler (`return_probs=True`), for
+            the same batch. A batch size different from that of `inputs` raises a
+            ValueError naming `probs` when both are known statically; with dynamic batch
+            sizes it surfaces as a shape error of the product (keras.ops has no graph
+            assertion).
+
+    Inputs of height or width 0 are rejected.
 
     Example:
 
@@ -46,11 +52,14 @@ class PolyphaseUpsampling2D(keras.layers.Layer):
 
     def build(self, inputs_shape, probs_shape=None):
         _validation.check_rank4(self, inputs_shape)
+        if probs_shape is not None:
+            _validation.check_probs_batch(self, inputs_shape, probs_shape)
         if self.antialias_layer is not None:
             self.antialias_layer.build(self.compute_output_shape(inputs_shape))
 
     def call(self, inputs, probs):
         _validation.check_float_dtype(self, inputs.dtype)
+        _validation.check_nonempty(self, inputs.shape)
         k = self.stride * self.stride
         if len(probs.shape) != 2 or probs.shape[1] != k:
             raise ValueError(
@@ -58,6 +67,7 @@ class PolyphaseUpsampling2D(keras.layers.Layer):
                 f"[batch, {k}] from a paired downsampler with the same stride; got shape "
                 f"{tuple(probs.shape)}."
             )
+        _validation.check_probs_batch(self, inputs.shape, probs.shape)
         weights = ops.cast(probs, inputs.dtype)[:, :, None, None, None]
         outputs = polyphase_merge(weights * inputs[:, None], self.stride)
         if self.antialias_layer is not None:
@@ -65,6 +75,7 @@ class PolyphaseUpsampling2D(keras.layers.Layer):
         return outputs
 
     def compute_output_shape(self, inputs_shape, probs_shape=None):
+        _validation.check_nonempty(self, inputs_shape)
         b, h, w, c = inputs_shape
         s = self.stride
         return (b, None if h is None else h * s, None if w is None else w * s, c)
