@@ -9,7 +9,6 @@ message; the next save of that epoch number replaces the damaged files.
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from lps_keras.errors import RunDirectoryError
 

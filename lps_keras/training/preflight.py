@@ -12,6 +12,7 @@ import os
 
 from lps_keras.checks import check_non_negative_int, check_positive_int, check_positive_number
 from lps_keras.errors import ConfigError
+from lps_keras.evaluation.runner import check_max_shift
 
 DATA_SOURCES = ("auto", "folder", "tfds")
 
@@ -70,13 +71,14 @@ def check_settings(config, info, num_replicas):
         raise ConfigError(
             f"config.eval.split: {split!r} is not a split of {info.name} (splits: "
             f"{', '.join(info.splits)}); set it to one of those.")
-    side = int(_get(config, "data.image_size") or 0) or min(info.image_shape[:2])
     shift_key = "eval.seg_max_shift" if info.task == "segmentation" else "eval.max_shift"
     shift = _get(config, shift_key)
-    if shift is not None and info.protocol == "cifar" and int(shift) >= side:
-        raise ConfigError(
-            f"config.{shift_key} ({shift}) must be smaller than the evaluated images "
-            f"({side} pixels): a larger shift moves the whole image out of view. Lower it.")
+    if shift is not None:
+        try:
+            check_max_shift(int(shift), info.name, _get(config, "data.image_size") or None,
+                            _get(config, "data.crop_size") or None, name=f"config.{shift_key}")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     batch = int(config.train.batch_size)
     if batch % num_replicas:
         raise ConfigError(
@@ -115,11 +117,36 @@ def steps_per_epoch(cardinality, config):
         "unknown; set it.")
 
 
-def check_evaluation(model, run_evaluation):
+def check_readable(dataset):
+    """Reads the first batch of `dataset`, so that unreadable data fails before training;
+    a corrupt image file raises the `CorruptDatasetError` naming it."""
+    import tensorflow as tf
+
+    from lps_keras.data.errors import CorruptDatasetError
+
+    try:
+        next(iter(dataset.take(1)))
+    except tf.errors.InvalidArgumentError as e:
+        corrupt = CorruptDatasetError.from_tf_error(e)
+        if corrupt is None:
+            raise
+        raise corrupt from None
+
+
+def check_evaluation(model, run_evaluation, batch_size):
     """Runs `run_evaluation(model, num_examples=2)` (the run's own evaluation path on its
-    first two examples) so that a bad evaluation setting fails now, not after training."""
-    with setting("config.eval"):
-        run_evaluation(model, num_examples=2)
+    first two examples, padded to the evaluation batch) so that a bad evaluation setting,
+    missing evaluation data or an evaluation batch too large for memory fails now, not
+    after training."""
+    import tensorflow as tf
+
+    try:
+        with setting("config.eval"):
+            run_evaluation(model, num_examples=2)
+    except tf.errors.ResourceExhaustedError:
+        raise ConfigError(
+            f"config.eval.batch_size: evaluating {batch_size} images at once ran out of "
+            "memory; lower it.") from None
 
 
 def check_export(model, config, info):

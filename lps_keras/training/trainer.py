@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from lps_keras import rundir
 from lps_keras.data import build_dataset, dataset_info
+from lps_keras.data.errors import CorruptDatasetError
 from lps_keras.errors import DivergenceError, RunDirectoryError
 from lps_keras.evaluation import (
     LoadedModel,
@@ -57,6 +58,18 @@ def _seed_states(model):
     # SeedGenerator states are Keras variables that tf.train.Checkpoint does not reach
     # through the model; track them explicitly so a resumed run continues the noise.
     return [v.value for v in model.variables if "seed_generator_state" in v.path]
+
+
+def _checked_data(train_step, dist):
+    """One training step; a corrupt image file (found past the first batch) becomes the
+    `CorruptDatasetError` naming it (`tf.data` can only fail with a TensorFlow error)."""
+    try:
+        return train_step(next(dist))
+    except tf.errors.InvalidArgumentError as e:
+        corrupt = CorruptDatasetError.from_tf_error(e)
+        if corrupt is None:
+            raise
+        raise corrupt from None
 
 
 class _Built(collections.namedtuple(
@@ -167,7 +180,7 @@ class Trainer:
         return built
 
     def _check_after_training_settings(self, model):
-        preflight.check_evaluation(model, self._evaluate)
+        preflight.check_evaluation(model, self._evaluate, self.config.eval.batch_size)
         if self.config.export.enabled:
             preflight.check_export(model, self.config, self.info)
 
@@ -177,6 +190,7 @@ class Trainer:
         keras.utils.set_random_seed(int(cfg.seed))
         probe = self._dataset("train", True, cfg.seed)
         steps = preflight.steps_per_epoch(int(probe.cardinality()), cfg)
+        preflight.check_readable(probe)
         input_shape = tuple(probe.element_spec[0].shape[1:])
         with self.strategy.scope():
             with preflight.setting("config.model"):
@@ -242,7 +256,7 @@ class Trainer:
             sums = np.zeros(4)
             start = time.time()
             for step in range(steps):
-                values = np.array([float(v) for v in train_step(next(dist))])
+                values = np.array([float(v) for v in _checked_data(train_step, dist)])
                 if not np.isfinite(values[0]):
                     raise self._diverged(epoch, f"step {step + 1}: the loss is {values[0]}")
                 sums += values

@@ -4,7 +4,9 @@
 training batch, the model and optimizer, the run's evaluation path on two examples and the
 export settings. The data is written by the test in each dataset's on-disk layout, with
 just enough images for one training batch of the config. Deep backbones are swapped for
-ResNet-18 to keep the suite fast; every other setting is the config's own.
+ResNet-18 and the evaluation batch is capped at 8 images (the check pads its two
+examples to a full evaluation batch) to keep the suite fast; every other setting is the
+config's own.
 """
 
 import os
@@ -81,6 +83,7 @@ def checked_config(name, tmp_path):
         config.model.depth = 18
     if config.model.get("backbone") in ("resnet50", "resnet101"):
         config.model.backbone = "resnet18"
+    config.eval.batch_size = min(config.eval.batch_size, 8)
     config.export.dir = str(tmp_path / "exports")
     writer = WRITERS.get(config.data.name)
     if writer is not None:
@@ -104,6 +107,8 @@ def test_a_missing_evaluation_split_is_found_before_training(tmp_path):
     # The training folder is there, the validation folder is not: only reading the
     # evaluation data finds that, so the check runs the evaluation path.
     config = load("imagenet_resnet18_lps.py")
+    config.data.source = "folder"
+    config.eval.batch_size = 8
     config.data.data_dir = write_image_folder(str(tmp_path / "data"), 256,
                                               np.random.default_rng(0), splits=("train",))
     config.export.dir = str(tmp_path / "exports")

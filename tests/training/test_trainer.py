@@ -214,7 +214,7 @@ def test_bad_settings_fail_before_anything_is_written(tmp_path, overrides, setti
 def test_an_evaluation_shift_larger_than_the_image_fails_before_training(tmp_path):
     # Shifts of 40 pixels move a 32-pixel image out of view.
     workdir = tmp_path / "run"
-    with pytest.raises(ConfigError, match=r"^config\.eval\.max_shift \(40\) must be smaller"):
+    with pytest.raises(ConfigError, match=r"^config\.eval\.max_shift=40 is not smaller"):
         train(tiny_config(tmp_path, eval__max_shift=40), workdir)
     assert not (workdir / "checkpoints").exists() and not (workdir / "config.json").exists()
 
@@ -236,3 +236,43 @@ def test_the_export_name_follows_the_model_built(tmp_path):
         tmp_path / "exports" / "synthetic_shapes_resnet20_strided" / "1")
     assert RunDirectory(tmp_path / "run").read_config()["name"] == \
         "synthetic_shapes_resnet20_strided"
+
+
+def _image_folder(root, per_class=16, classes=("ant", "bee", "cat")):
+    rng = np.random.default_rng(0)
+    for split, count in (("train", per_class), ("val", 2)):
+        for name in classes:
+            os.makedirs(root / split / name)
+            for k in range(count):
+                image = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
+                tf.io.write_file(str(root / split / name / f"{k}.png"),
+                                 tf.io.encode_png(image))
+    return root
+
+
+def _folder_config(tmp_path, root):
+    return tiny_config(tmp_path, data__name="image_folder", data__data_dir=str(root),
+                       data__image_size=32, eval__split="validation")
+
+
+def test_an_image_folder_trains_with_its_classes_from_the_folders(tmp_path):
+    root = _image_folder(tmp_path / "images")
+    results = train(_folder_config(tmp_path, root), tmp_path / "run")
+    model = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    assert model.output_shape == (None, 3)
+    metadata = json.loads(
+        (tmp_path / "exports" / "image_folder_resnet20_lps" / "1" /
+         "export_metadata.json").read_text())
+    assert metadata["class_names"] == ["ant", "bee", "cat"] and metadata["num_classes"] == 3
+    assert results["num_examples"] == 6
+
+
+def test_a_corrupt_image_is_named_before_training(tmp_path):
+    from lps_keras.data.errors import CorruptDatasetError
+
+    root = _image_folder(tmp_path / "images")
+    bad = root / "train" / "bee" / "3.png"
+    bad.write_bytes(b"this is not an image")
+    with pytest.raises(CorruptDatasetError, match=rf"{bad}"):
+        train(_folder_config(tmp_path, root), tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()
