@@ -45,10 +45,12 @@ def tau_recipe(name, **overrides):
 
 def deeplab_model_config(**overrides):
     """`config.model` for an LPS + LPU DeepLabV3+ (ResNet-18 backbone unless overridden)."""
-    model = {"kind": "deeplabv3plus", "backbone": "resnet18", "output_stride": 16,
-             "upsampling": "lpu", **sampling_fields()}
-    model.update(overrides)
-    return ml_collections.ConfigDict(model)
+    model = ml_collections.ConfigDict({
+        "kind": "deeplabv3plus", "backbone": "resnet18", "output_stride": 16,
+        "upsampling": "lpu", **sampling_fields()})
+    for key, value in overrides.items():  # by assignment: typed fields keep their type
+        model[key] = value
+    return model
 
 
 def get_base_config():

@@ -11,7 +11,7 @@ def get_config():
     config.data.name = "synthetic_shapes_seg"
     config.data.augment = "flip+shift"
     config.model = deeplab_model_config(
-        logits_channels=[8, 16, 32, 64], aspp_filters=64, decoder_filters=64,
+        logits_channels=(8, 16, 32, 64), aspp_filters=64, decoder_filters=64,
         low_level_filters=24)
     config.train.epochs = 6
     config.train.batch_size = 16
