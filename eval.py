@@ -17,7 +17,6 @@ run directory, otherwise `./eval/<model label>`. Nothing is ever written into a
 SavedModel directory.
 """
 
-import json
 import os
 import sys
 import time
@@ -75,6 +74,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from lps_keras import rundir
     from lps_keras.data import dataset_info
     from lps_keras.data.errors import CorruptDatasetError, DatasetNotFoundError
     from lps_keras.evaluation import (
@@ -179,8 +179,7 @@ def main(argv):
             written.append(plot_segmentation_examples(
                 m, images, masks, os.path.join(out, name), num_classes=info.num_classes,
                 ignore_index=info.ignore_index, class_names=info.class_names))
-    with open(json_path, "w") as f:
-        json.dump(result, f, indent=2)
+    rundir.write_text(json_path, rundir.dumps(result, indent=2))  # strict JSON, whole
     print(f"\n{dataset} {settings['split']} ({result['num_examples']} images), "
           f"{time.time() - start:.1f} s:")
     for name, entry in result["models"].items():

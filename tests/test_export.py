@@ -270,6 +270,26 @@ def test_versions_increment_and_overwrite(tiny, tmp_path):
     assert _mode(first) == _mode(tmp_path / "plain")
 
 
+def test_find_export_recognises_the_same_weights(tmp_path):
+    from lps_keras.export import find_export, weights_fingerprint
+
+    model = _tiny_classifier()
+    fingerprint = weights_fingerprint(model)
+    assert find_export(tmp_path, "tiny", fingerprint) is None  # nothing exported yet
+    path = export_saved_model(model, tmp_path)
+    assert _created(path)["weights_sha256"] == fingerprint
+    assert find_export(tmp_path, "tiny", fingerprint) == path
+    assert find_export(tmp_path, "other", fingerprint) is None
+    # One changed weight is another model.
+    kernel = model.weights[0]
+    kernel.assign(kernel.numpy() + np.float32(1e-7) * (kernel.numpy() == kernel.numpy()))
+    assert weights_fingerprint(model) != fingerprint
+    assert find_export(tmp_path, "tiny", weights_fingerprint(model)) is None
+    # A damaged metadata file is skipped, not fatal.
+    (tmp_path / "tiny" / "1" / METADATA_FILENAME).write_text("{")
+    assert find_export(tmp_path, "tiny", fingerprint) is None
+
+
 def test_name_and_version_zero(tiny, tmp_path):
     path = export_saved_model(tiny, tmp_path, name="served", version=0)
     assert path == os.path.join(str(tmp_path), "served", "0")
