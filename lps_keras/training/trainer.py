@@ -241,9 +241,11 @@ class Trainer:
                                            builders.per_example_loss(self.task))
         writer = tf.summary.create_file_writer(self.run_dir.tensorboard) \
             if chief else tf.summary.create_noop_writer()
-        _log(f"Training {model.name} ({model.count_params():,} parameters) on "
-             f"{cfg.data.name}: epochs {start_epoch + 1}-{epochs}, {steps} steps of "
-             f"{self.global_batch} images, {self.strategy.num_replicas_in_sync} replica(s).")
+        if start_epoch < epochs:
+            _log(f"Training {model.name} ({model.count_params():,} parameters) on "
+                 f"{cfg.data.name}: epochs {start_epoch + 1}-{epochs}, {steps} steps of "
+                 f"{self.global_batch} images, {self.strategy.num_replicas_in_sync} "
+                 "replica(s).")
 
         for epoch in range(start_epoch, epochs):
             tau = tau_schedule.set_epoch(epoch, lps) if tau_schedule is not None else None

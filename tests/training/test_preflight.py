@@ -4,7 +4,7 @@
 training batch, the model and optimizer, the run's evaluation path on two examples and the
 export settings. The data is written by the test in each dataset's on-disk layout, with
 just enough images for one training batch of the config. Deep backbones are swapped for
-ResNet-18 and the evaluation batch is capped at 8 images (the check pads its two
+ResNet-18 and the evaluation batch is capped at 2 images (the check pads its two
 examples to a full evaluation batch) to keep the suite fast; every other setting is the
 config's own.
 """
@@ -83,7 +83,7 @@ def checked_config(name, tmp_path):
         config.model.depth = 18
     if config.model.get("backbone") in ("resnet50", "resnet101"):
         config.model.backbone = "resnet18"
-    config.eval.batch_size = min(config.eval.batch_size, 8)
+    config.eval.batch_size = min(config.eval.batch_size, 2)
     config.export.dir = str(tmp_path / "exports")
     writer = WRITERS.get(config.data.name)
     if writer is not None:
