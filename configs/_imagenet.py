@@ -3,7 +3,7 @@
 See docs/design.md, section 6.
 """
 
-from configs.base import get_base_config, tau_recipe
+from configs.base import get_base_config, official_code_fields, tau_recipe
 
 
 def imagenet_resnet(depth, downsampling, antialias=None):
@@ -14,8 +14,10 @@ def imagenet_resnet(depth, downsampling, antialias=None):
     config.model.stem = "imagenet"
     config.model.downsampling = downsampling
     config.model.antialias = antialias
+    config.model.update(official_code_fields())
     config.train.epochs = 90
     config.train.batch_size = 256
+    config.train.optimizer = "pytorch_sgd"  # torch.optim.SGD: coupled L2 weight decay
     config.train.learning_rate = 0.1
     config.train.momentum = 0.9
     config.train.weight_decay = 1e-4

@@ -27,7 +27,17 @@ def sampling_fields():
         # Typed `object`: a None field would refuse `--config.model.logits_channels=4`.
         "logits_channels": ml_collections.FieldReference(LOGITS_CHANNELS, field_type=object),
         "sync_bn": False, "lps": ml_collections.ConfigDict(_LPS_DEFAULTS),
+        # The library's defaults; `official_code_fields()` lists the papers' code's.
+        "score_unfiltered": True, "stem_antialias": True, "conv1_stride": False,
+        "maxpool_zpad": False, "swap_conv_pool": False, "init": "keras",
     }
+
+
+def official_code_fields():
+    """The `config.model` settings in which the papers' code differs from the library's
+    defaults (see lps_keras.models.SamplingSpec): selection on the filtered input, no blur
+    before the ImageNet stem's first downsampler, PyTorch's initialisation."""
+    return {"score_unfiltered": False, "stem_antialias": False, "init": "torch"}
 
 
 def tau_recipe(name, **overrides):

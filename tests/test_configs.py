@@ -104,3 +104,34 @@ def test_logits_channels_can_be_overridden_on_the_command_line(name, value, expe
                                     lock_config=True, sys_argv=argv)
     flag_values(argv)
     assert flag_values.config.model.logits_channels == expected
+
+
+PAPER_CONFIGS = [name for name in CONFIGS
+                 if name.startswith(("cifar10_", "imagenet_", "voc_"))]
+
+
+@pytest.mark.parametrize("name", PAPER_CONFIGS)
+def test_paper_configs_train_like_the_papers_code(name):
+    from lps_keras.training.optimizers import PyTorchSGD
+
+    config = load(name)
+    assert config.train.optimizer == "pytorch_sgd"  # coupled L2, torch momentum buffer
+    model = config.model
+    assert (model.score_unfiltered, model.stem_antialias, model.init) == (False, False,
+                                                                          "torch")
+    assert not (model.conv1_stride or model.maxpool_zpad or model.swap_conv_pool)
+    info = dataset_info(config.data.name)
+    model_config = config.model.to_dict()
+    if model_config.get("depth", 0) > 34:
+        model_config["depth"] = 18
+    if model_config.get("backbone") in ("resnet50", "resnet101"):
+        model_config["backbone"] = "resnet18"
+    built = builders.build_model(model_config, (64, 64, 3), info.num_classes or 10)
+    optimizer = builders.build_optimizer(config.train, steps_per_epoch=10, model=built)
+    assert isinstance(optimizer, PyTorchSGD) and optimizer.l2 == config.train.weight_decay
+    # The scorers stay out of the weight decay, as in the papers' code.
+    scorer_weights = [w for w in built.trainable_weights if "/logits_model/" in w.path]
+    if config.model.downsampling == "lps":
+        assert scorer_weights
+    assert not any(optimizer._use_weight_decay(w) for w in scorer_weights)
+    assert optimizer._use_weight_decay(built.trainable_weights[0])  # the stem conv

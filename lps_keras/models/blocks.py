@@ -22,6 +22,7 @@ from lps_keras.models.sampling import (  # noqa: F401 (re-exported: their old ho
     AUTO_WIDTH_MIN,
     DEFAULT_LOGITS_CHANNELS,
     DOWNSAMPLING,
+    INITS,
     PADDING_MODES,
     SamplingSpec,
     scorer_width,
@@ -38,15 +39,32 @@ class ConvFactory:
     Args:
         padding_mode: `"circular"` (exact invariance) or `"zeros"` for every spatial conv.
         sync_bn: use `BatchNormalization(synchronized=True)` (multi-replica training).
+        init: `"keras"` (he_normal kernels) or `"torch"` (kaiming_normal with fan_out, as
+            the papers' PyTorch ResNets re-initialise their convs).
     """
 
-    def __init__(self, padding_mode="circular", sync_bn=False):
+    def __init__(self, padding_mode="circular", sync_bn=False, init="keras"):
         self.padding_mode = check_choice("padding_mode", padding_mode, PADDING_MODES)
         self.sync_bn = sync_bn
+        self.init = check_choice("init", init, INITS)
 
     @classmethod
     def from_spec(cls, spec):
-        return cls(spec.padding_mode, spec.sync_bn)
+        return cls(spec.padding_mode, spec.sync_bn, spec.init)
+
+    def kernel_initializer(self):
+        """The conv kernel initializer of `init`."""
+        if self.init == "torch":  # nn.init.kaiming_normal_(mode="fan_out", "relu")
+            return keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+        return "he_normal"
+
+    def dense_initializers(self, fan_in):
+        """`(kernel, bias)` initializers of a classifier with `fan_in` inputs."""
+        if self.init == "torch":  # nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+            bound = fan_in ** -0.5
+            return (keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
+                    keras.initializers.RandomUniform(-bound, bound))
+        return "glorot_uniform", "zeros"
 
     def pad(self, x, amount, name):
         """Pads by `amount` (int or ((top, bottom), (left, right))) in the padding mode."""
@@ -61,7 +79,7 @@ class ConvFactory:
         x = self.pad(x, dilation * (kernel_size - 1) // 2, name=f"{name}_pad")
         return keras.layers.Conv2D(
             filters, kernel_size, strides=strides, dilation_rate=dilation, padding="valid",
-            use_bias=use_bias, kernel_initializer="he_normal", name=name,
+            use_bias=use_bias, kernel_initializer=self.kernel_initializer(), name=name,
         )(x)
 
     def bn(self, x, name, zero_init=False):
@@ -91,7 +109,7 @@ class Builder(ConvFactory):
             spec = downsampling
         else:
             spec = SamplingSpec(downsampling=downsampling, **settings)
-        super().__init__(spec.padding_mode, spec.sync_bn)
+        super().__init__(spec.padding_mode, spec.sync_bn, spec.init)
         self.spec = spec
 
     downsampling = property(lambda self: self.spec.downsampling)
@@ -101,16 +119,18 @@ class Builder(ConvFactory):
     score_unfiltered = property(lambda self: self.spec.score_unfiltered)
     polyphase = property(lambda self: self.spec.polyphase)
 
-    def downsample(self, x, name, logits_channels=DEFAULT_LOGITS_CHANNELS, probs=None):
+    def downsample(self, x, name, logits_channels=DEFAULT_LOGITS_CHANNELS, probs=None,
+                   antialias=True):
         """Replaces a stride-2 step; returns `(y, probs)` (`probs` None for fixed grids).
 
         Given `probs`, applies that selection (shortcuts) and makes no scorer.
         `logits_channels` is the LPS scorer width: `"auto"`, None or an int (`scorer_width`).
+        `antialias=False` leaves out the spec's antialias filter (APS/LPS only).
         """
         if self.downsampling == "blurpool":
             size = int(self.antialias[-1]) if self.antialias else 3
             return BlurPool2D(size, stride=2, padding_mode=self.padding_mode, name=name)(x), None
-        antialias = self._antialias_layer(f"{name}_antialias")
+        antialias = self._antialias_layer(f"{name}_antialias") if antialias else None
         if probs is not None or self.downsampling == "aps":
             layer = APSDownsampling2D(2, antialias=antialias, return_probs=True,
                                       score_unfiltered=self.score_unfiltered, name=name)
@@ -129,16 +149,34 @@ class Builder(ConvFactory):
         return get_antialias(self.antialias, padding_mode=self.padding_mode, name=name)
 
 
-def basic_block(b, x, filters, stride, name, dilation=1, logits_channels=DEFAULT_LOGITS_CHANNELS):
-    """ResNet BasicBlock; returns `(x, probs)` (`probs` None when nothing selects)."""
-    in_channels = x.shape[-1]
+def _selects(b, stride):
+    return stride != 1 and b.downsampling != "strided"
+
+
+def _conv_with_downsampling(b, y, filters, kernel_size, stride, block, conv, dilation,
+                            logits_channels):
+    """Conv `<block>_<conv>_conv` with the block's downsampler `<block>_down` before it
+    (after it with `swap_conv_pool`), both before the conv's BN; returns `(y, probs)`."""
     probs = None
-    if stride == 1 or b.downsampling == "strided":
-        y = b.conv_bn_relu(x, filters, 3, f"{name}_1", strides=stride, dilation=dilation)
-    else:
-        y = b.conv_bn_relu(x, filters, 3, f"{name}_1", dilation=dilation)
-        y, probs = b.downsample(y, f"{name}_down", logits_channels)
-    y = b.conv(y, filters, 3, f"{name}_2_conv", dilation=dilation)
+    selects = _selects(b, stride)
+    if selects and not b.spec.swap_conv_pool:
+        y, probs = b.downsample(y, f"{block}_down", logits_channels)
+    y = b.conv(y, filters, kernel_size, f"{block}_{conv}_conv", dilation=dilation)
+    if selects and b.spec.swap_conv_pool:
+        y, probs = b.downsample(y, f"{block}_down", logits_channels)
+    return y, probs
+
+
+def basic_block(b, x, filters, stride, name, dilation=1, logits_channels=DEFAULT_LOGITS_CHANNELS):
+    """ResNet BasicBlock; returns `(x, probs)` (`probs` None when nothing selects).
+
+    With APS/LPS the stride moves to a downsampler before the second 3x3 conv (after it
+    with `swap_conv_pool`), as in the papers' code."""
+    in_channels = x.shape[-1]
+    plain_stride = 1 if _selects(b, stride) else stride
+    y = b.conv_bn_relu(x, filters, 3, f"{name}_1", strides=plain_stride, dilation=dilation)
+    y, probs = _conv_with_downsampling(b, y, filters, 3, stride, name, 2, dilation,
+                                       logits_channels)
     y = b.bn(y, f"{name}_2_bn")
     shortcut = _shortcut(b, x, filters, stride, in_channels, name, probs)
     x = keras.layers.Add(name=f"{name}_add")([shortcut, y])
@@ -147,16 +185,16 @@ def basic_block(b, x, filters, stride, name, dilation=1, logits_channels=DEFAULT
 
 def bottleneck_block(b, x, filters, stride, name, dilation=1,
                      logits_channels=DEFAULT_LOGITS_CHANNELS, expansion=4):
-    """ResNet v1.5 Bottleneck (stride on the 3x3 conv); returns `(x, probs)`."""
+    """ResNet v1.5 Bottleneck (stride on the 3x3 conv); returns `(x, probs)`.
+
+    With APS/LPS the stride moves to a downsampler after the 3x3 conv's ReLU, before the
+    last 1x1 conv (after it with `swap_conv_pool`), as in the papers' code."""
     in_channels = x.shape[-1]
-    probs = None
+    plain_stride = 1 if _selects(b, stride) else stride
     y = b.conv_bn_relu(x, filters, 1, f"{name}_1")
-    if stride == 1 or b.downsampling == "strided":
-        y = b.conv_bn_relu(y, filters, 3, f"{name}_2", strides=stride, dilation=dilation)
-    else:
-        y = b.conv_bn_relu(y, filters, 3, f"{name}_2", dilation=dilation)
-        y, probs = b.downsample(y, f"{name}_down", logits_channels)
-    y = b.conv(y, filters * expansion, 1, f"{name}_3_conv")
+    y = b.conv_bn_relu(y, filters, 3, f"{name}_2", strides=plain_stride, dilation=dilation)
+    y, probs = _conv_with_downsampling(b, y, filters * expansion, 1, stride, name, 3, 1,
+                                       logits_channels)
     y = b.bn(y, f"{name}_3_bn")
     shortcut = _shortcut(b, x, filters * expansion, stride, in_channels, name, probs)
     x = keras.layers.Add(name=f"{name}_add")([shortcut, y])
@@ -171,5 +209,6 @@ def _shortcut(b, x, filters, stride, in_channels, name, probs):
         x, _ = b.downsample(x, f"{name}_short_down", probs=probs)
         stride = 1
     x = keras.layers.Conv2D(filters, 1, strides=stride, use_bias=False,
-                            kernel_initializer="he_normal", name=f"{name}_short_conv")(x)
+                            kernel_initializer=b.kernel_initializer(),
+                            name=f"{name}_short_conv")(x)
     return b.bn(x, f"{name}_short_bn")

@@ -13,6 +13,7 @@ from lps_keras.layers.pooling import InvariantGlobalAveragePooling2D
 from lps_keras.models.blocks import (
     DEFAULT_LOGITS_CHANNELS,
     Builder,
+    ConvFactory,
     basic_block,
     bottleneck_block,
 )
@@ -81,12 +82,20 @@ def resnet_features(inputs, depth, stem="imagenet", downsampling="strided", anti
             stride_now = 4
             record(x, None)
         else:
-            x = b.conv_bn_relu(x, widths[0], 7, "stem")
-            x, p = b.downsample(x, "stem_down1", scorer_widths[0])
+            if spec.conv1_stride:  # an ablation: conv1 keeps its plain stride
+                x = b.conv_bn_relu(x, widths[0], 7, "stem", strides=2)
+                p = None
+            else:
+                x = b.conv_bn_relu(x, widths[0], 7, "stem")
+                x, p = b.downsample(x, "stem_down1", scorer_widths[0],
+                                    antialias=spec.stem_antialias)
             stride_now = 2
             record(x, p)
             # 2x2 max-pool at stride 1 needs one extra row/column at the end.
-            x = b.pad(x, ((0, 1), (0, 1)), "stem_pool_pad")
+            if spec.maxpool_zpad:  # an ablation: zeros instead of the padding mode
+                x = keras.layers.ZeroPadding2D(((0, 1), (0, 1)), name="stem_pool_pad")(x)
+            else:
+                x = b.pad(x, ((0, 1), (0, 1)), "stem_pool_pad")
             x = keras.layers.MaxPooling2D(2, strides=1, name="stem_pool")(x)
             x, p = b.downsample(x, "stem_down2", scorer_widths[0])
             stride_now = 4
@@ -166,7 +175,9 @@ def resnet(depth, num_classes=1000, input_shape=None, stem="imagenet", downsampl
         x = InvariantGlobalAveragePooling2D(name="avg_pool")(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name="dropout")(x)
-        x = keras.layers.Dense(num_classes, name="logits")(x)
+        kernel_init, bias_init = ConvFactory.from_spec(spec).dense_initializers(x.shape[-1])
+        x = keras.layers.Dense(num_classes, kernel_initializer=kernel_init,
+                               bias_initializer=bias_init, name="logits")(x)
     return keras.Model(inputs, x, name=name or f"resnet{depth}_{spec.downsampling}")
 
 

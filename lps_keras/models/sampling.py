@@ -15,6 +15,10 @@ DOWNSAMPLING = ("strided", "blurpool", "aps", "lps")
 
 PADDING_MODES = ("circular", "zeros")
 
+# "keras": he_normal convs, glorot_uniform dense. "torch": what the papers' PyTorch models
+# use: convs kaiming_normal (fan_out, ReLU gain), dense layers PyTorch's default.
+INITS = ("keras", "torch")
+
 # Default LPS scorer width: a quarter of the downsampler's input channels, at least 8. A
 # full-width conv scorer costs as much as the conv it follows (LPS ResNet-18 on CIFAR at 2.1x
 # the strided MACs); a quarter keeps it at 1.5x. Width never affects the invariance.
@@ -60,7 +64,21 @@ class SamplingSpec:
         score_unfiltered: with `antialias`, APS/LPS select on the unfiltered input and
             return the filtered one. A blur makes all components share one mean, so a
             scorer that is nearly linear (as at initialisation) sees near-ties whose
-            winner is decided by rounding; scoring the raw input avoids that.
+            winner is decided by rounding; scoring the raw input avoids that. The papers'
+            code selects on the filtered input (False).
+        stem_antialias: with `antialias`, whether the ImageNet stem's first downsampler
+            (the one replacing conv1's stride) blurs too. The papers' code does not
+            (False; LPS `maxpool_no_antialias`).
+        conv1_stride: ImageNet stem: conv1 keeps its plain stride 2 and only the max-pool's
+            stride is replaced by a downsampler (an ablation of the LPS paper). The model is
+            then not shift invariant.
+        maxpool_zpad: ImageNet stem: pad the 2x2 max-pool with zeros instead of in
+            `padding_mode` (an ablation of the LPS paper; breaks exact invariance).
+        swap_conv_pool: in a stride-2 block, downsample after the 3x3 conv instead of
+            before it (conv, downsample, BN; an ablation of the LPS paper).
+        init: `"keras"` (he_normal convs, glorot_uniform dense) or `"torch"` (as the papers'
+            PyTorch models: convs kaiming_normal with fan_out and the ReLU gain, BN (1, 0),
+            the classifier PyTorch's default uniform kernel and bias).
 
     Example:
 
@@ -80,10 +98,21 @@ class SamplingSpec:
     lps_kwargs: dict | None = dataclasses.field(default=None, hash=False)
     sync_bn: bool = False
     score_unfiltered: bool = True
+    stem_antialias: bool = True
+    conv1_stride: bool = False
+    maxpool_zpad: bool = False
+    swap_conv_pool: bool = False
+    init: str = "keras"
 
     def __post_init__(self):
         check_choice("downsampling", self.downsampling, DOWNSAMPLING)
         check_choice("padding_mode", self.padding_mode, PADDING_MODES)
+        check_choice("init", self.init, INITS)
+        for flag in ("sync_bn", "score_unfiltered", "stem_antialias", "conv1_stride",
+                     "maxpool_zpad", "swap_conv_pool"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"`{flag}` must be True or False; got "
+                                 f"{getattr(self, flag)!r}.")
         get_antialias(self.antialias)  # validate early, before any layer is made
         if self.downsampling == "strided" and self.antialias is not None:
             raise ValueError(
@@ -147,10 +176,14 @@ def resolve_sampling(sampling, builder, arguments):
     """The one `SamplingSpec` of a call to a public `builder`.
 
     `arguments` are the builder's arguments (its `locals()` on entry). Without `sampling`
-    (a `SamplingSpec` or its `to_dict()`), the spec is made of the keyword settings; with
-    it, every keyword setting must keep the builder's default.
+    (a `SamplingSpec` or its `to_dict()`), the spec is made of the keyword settings (the
+    settings a builder has no keyword for keep their defaults); with it, every keyword
+    setting must keep the builder's default. The settings of the papers' ablations
+    (`stem_antialias`, `conv1_stride`, `maxpool_zpad`, `swap_conv_pool`, `init`) are
+    given through `sampling` only.
     """
-    settings = {name: arguments[name] for name in SamplingSpec.field_names()}
+    settings = {name: arguments[name] for name in SamplingSpec.field_names()
+                if name in arguments}
     if sampling is None:
         return SamplingSpec(**settings)
     sampling = SamplingSpec.coerce(sampling)

@@ -6,11 +6,13 @@ import keras
 import tensorflow as tf
 
 from lps_keras.callbacks import TemperatureSchedule
-from lps_keras.models import deeplabv3plus, resnet
+from lps_keras.models import SamplingSpec, deeplabv3plus, resnet
+from lps_keras.training.optimizers import PyTorchSGD
 from lps_keras.training.schedules import exclude_from_weight_decay, make_lr_schedule
 from lps_keras.training.temperature import tau_config
 
 MODEL_KINDS = ("resnet", "deeplabv3plus")
+OPTIMIZERS = ("sgd", "pytorch_sgd")
 
 
 def _plain(value):
@@ -30,12 +32,13 @@ def build_model(model_config, input_shape, num_classes):
     kind = cfg.pop("kind", "resnet")
     if kind not in MODEL_KINDS:
         raise ValueError(f"config.model.kind must be one of {MODEL_KINDS}; got {kind!r}.")
-    lps = cfg.pop("lps", None) or {}
-    # `logits_channels` absent: the model builders' default (`DEFAULT_LOGITS_CHANNELS`); the
-    # configs in configs/ always set it (`configs.base.LOGITS_CHANNELS`). A list (from JSON)
-    # is one width per stage: `SamplingSpec` reads it as a tuple.
+    # The sampling settings travel as one `SamplingSpec`; a setting the config lacks keeps
+    # the spec's default (`logits_channels`: `DEFAULT_LOGITS_CHANNELS`; the configs in
+    # configs/ always set it). A list (from JSON) is one width per stage.
+    sampling = {key: cfg.pop(key) for key in list(cfg) if key in SamplingSpec.field_names()}
+    sampling["lps_kwargs"] = cfg.pop("lps", None) or {}
     common = dict(num_classes=num_classes, input_shape=tuple(input_shape),
-                  lps_kwargs=lps, **cfg)
+                  sampling=SamplingSpec(**sampling), **cfg)
     try:
         if kind == "resnet":
             return resnet(**common)
@@ -45,7 +48,13 @@ def build_model(model_config, input_shape, num_classes):
 
 
 def build_optimizer(train_config, steps_per_epoch, model):
-    """SGD with momentum, an epoch-based LR schedule, and no weight decay on scorers."""
+    """SGD with momentum, an epoch-based LR schedule, and no weight decay on scorers.
+
+    `config.train.optimizer` (see `OPTIMIZERS`): `"pytorch_sgd"` is `torch.optim.SGD`'s
+    update (coupled L2 weight decay, PyTorch's momentum buffer; `PyTorchSGD`), what the
+    papers' code trains with and what the paper configs use; `"sgd"` is Keras' SGD
+    (decoupled weight decay).
+    """
     cfg = _plain(train_config)
     schedule_cfg = dict(cfg["lr_schedule"])
     schedule_cfg.setdefault("initial_learning_rate", cfg["learning_rate"])
@@ -53,11 +62,13 @@ def build_optimizer(train_config, steps_per_epoch, model):
         schedule_cfg.setdefault("epochs", cfg["epochs"])
     schedule = make_lr_schedule(schedule_cfg, steps_per_epoch=steps_per_epoch)
     optimizer_name = cfg.get("optimizer", "sgd")
-    if optimizer_name != "sgd":
-        raise ValueError(f"config.train.optimizer must be 'sgd'; got {optimizer_name!r}.")
-    optimizer = keras.optimizers.SGD(
+    if optimizer_name not in OPTIMIZERS:
+        raise ValueError(f"config.train.optimizer must be one of {OPTIMIZERS}; got "
+                         f"{optimizer_name!r}.")
+    make = PyTorchSGD if optimizer_name == "pytorch_sgd" else keras.optimizers.SGD
+    optimizer = make(
         learning_rate=schedule, momentum=cfg["momentum"], nesterov=cfg.get("nesterov", False),
-        weight_decay=cfg["weight_decay"] or None,
+        weight_decay=cfg["weight_decay"] or (0.0 if make is PyTorchSGD else None),
     )
     if cfg["weight_decay"] and not cfg.get("scorer_weight_decay", False):
         exclude_from_weight_decay(optimizer, model)

@@ -41,8 +41,11 @@ def check_resume(stored, current, config_path):
     """Returns the changes allowed on a resume; raises `RunDirectoryError` for a change of a
     model-defining setting (see `MODEL_DEFINING`), naming each one."""
     changes = config_changes(stored, current)
-    fatal = {k: v for k, v in changes.items()
-             if any(k == p or k.startswith(p) for p in MODEL_DEFINING)}
+    stored_keys = set(_flatten(stored))
+    # A setting the stored config lacks was added by a newer release: it keeps the model
+    # the checkpoints hold at its default, so it is a warning, not a refusal.
+    fatal = {k: v for k, v in changes.items() if k in stored_keys
+             and any(k == p or k.startswith(p) for p in MODEL_DEFINING)}
     if fatal:
         raise RunDirectoryError(
             f"The run in {os.path.dirname(config_path)} was started with other model "

@@ -352,8 +352,10 @@ def exclude_from_weight_decay(optimizer, model):
     after the model is built and before the optimizer is (i.e. before `fit` or
     `apply_gradients`). A model without LPS layers is left alone.
 
-    Note: Keras applies weight decay decoupled from the gradient (`w -= lr * wd * w`),
-    which differs from PyTorch SGD's coupled L2 term when momentum is used.
+    Note: Keras' own optimizers apply weight decay decoupled from the gradient
+    (`w -= lr * wd * w`), which differs from PyTorch SGD's coupled L2 term when momentum
+    is used; `lps_keras.training.optimizers.PyTorchSGD` has PyTorch's semantics and honours
+    these exclusions for its L2 term.
 
     Args:
         optimizer: a Keras optimizer, not built yet.

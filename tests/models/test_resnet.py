@@ -213,3 +213,87 @@ def test_lps_classifier_round_trips(tmp_path):
     model.export(str(tmp_path / "classifier"), verbose=False)
     (served,) = serve_in_fresh_process(tmp_path / "classifier", x, tmp_path)
     np.testing.assert_allclose(served, expected, atol=1e-5)
+
+
+# ---------------------------------------------------------------- the papers' code's switches
+
+def _spec(**settings):
+    from lps_keras.models import SamplingSpec
+
+    return SamplingSpec(**settings)
+
+
+@pytest.mark.parametrize("arch", ["resnet18-imagenet", "resnet50-imagenet", "resnet18-cifar"])
+@pytest.mark.parametrize("settings", [
+    {"downsampling": "lps", "antialias": "lowpass3", "score_unfiltered": False,
+     "stem_antialias": False, "init": "torch"},  # the papers' code's defaults
+    {"downsampling": "aps", "swap_conv_pool": True},
+    {"downsampling": "lps", "swap_conv_pool": True, "antialias": "ddac3"},
+])
+def test_official_switches_keep_exact_invariance(arch, settings, float64):
+    builder, stem, size = ARCHS[arch]
+    model = builder(num_classes=10, input_shape=(size, size, 3), stem=stem,
+                    sampling=_spec(logits_channels=16, **settings))
+    x = np.random.default_rng(1).normal(size=(2, size, size, 3)).astype(float64)
+    error, y = _max_shift_error(model, x, seed=7)
+    assert np.ptp(y) > 0.1 and error < 1e-4
+
+
+@pytest.mark.parametrize("ablation", ["conv1_stride", "maxpool_zpad"])
+def test_stem_ablations_break_the_guarantee(ablation, float64):
+    model = resnet18(num_classes=10, input_shape=(64, 64, 3), stem="imagenet",
+                     sampling=_spec(downsampling="aps", **{ablation: True}))
+    x = np.random.default_rng(2).normal(size=(2, 64, 64, 3)).astype(float64)
+    error, _ = _max_shift_error(model, x, seed=9)
+    assert error > 1e-3
+
+
+def _layer_types(model):
+    return [type(layer).__name__ for layer in model.layers]
+
+
+def test_switches_change_the_graph_as_the_papers_code_does():
+    def build(**settings):
+        return resnet18(num_classes=10, input_shape=(64, 64, 3), stem="imagenet",
+                        sampling=_spec(downsampling="lps", antialias="lowpass3",
+                                       logits_channels=8, **settings))
+
+    base = build()
+    # No blur before the stem's first downsampler; the others keep theirs.
+    assert base.get_layer("stem_down1").antialias is not None
+    assert build(stem_antialias=False).get_layer("stem_down1").antialias is None
+    assert build(stem_antialias=False).get_layer("stem_down2").antialias is not None
+    # conv1 keeps its stride: no first downsampler.
+    strided = build(conv1_stride=True)
+    assert "stem_down1" not in [layer.name for layer in strided.layers]
+    assert strided.get_layer("stem_conv").strides == (2, 2)
+    assert type(build(maxpool_zpad=True).get_layer("stem_pool_pad")).__name__ == \
+        "ZeroPadding2D"
+    # swap_conv_pool: the downsampler takes the conv's output instead of feeding it.
+    names = [layer.name for layer in base.layers]
+    assert names.index("stage2_block1_down") < names.index("stage2_block1_2_conv")
+    swapped = [layer.name for layer in build(swap_conv_pool=True).layers]
+    assert swapped.index("stage2_block1_down") > swapped.index("stage2_block1_2_conv")
+
+
+def test_torch_init_follows_pytorch_statistics():
+    model = resnet18(num_classes=1000, input_shape=(32, 32, 3), stem="cifar",
+                     sampling=_spec(downsampling="aps", init="torch"))
+    kernel = to_numpy(model.get_layer("stage4_block1_2_conv").kernel)  # 3x3, 512 -> 512
+    np.testing.assert_allclose(kernel.std(), np.sqrt(2.0 / (9 * 512)), rtol=0.01)
+    assert abs(kernel.mean()) < 1e-3 * kernel.std() * 100
+    dense = model.get_layer("logits")
+    bound = 512 ** -0.5
+    for weights in (to_numpy(dense.kernel), to_numpy(dense.bias)):
+        assert weights.max() <= bound and weights.min() >= -bound
+        assert weights.max() > 0.98 * bound and weights.min() < -0.98 * bound
+    keras_default = resnet18(num_classes=1000, input_shape=(32, 32, 3), stem="cifar",
+                             downsampling="aps")
+    assert not to_numpy(keras_default.get_layer("logits").bias).any()  # zeros
+
+
+def test_bad_switch_values_name_the_setting():
+    with pytest.raises(ValueError, match="`init` must be one of"):
+        _spec(init="pytorch")
+    with pytest.raises(ValueError, match="`swap_conv_pool` must be True or False"):
+        _spec(swap_conv_pool="yes")

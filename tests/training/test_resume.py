@@ -53,3 +53,8 @@ def _get(config, path):
     for part in path.split("."):
         config = config[part]
     return config
+
+
+def test_a_model_setting_added_by_a_newer_release_is_only_a_warning():
+    current = _with("model.init", "keras")
+    assert check_resume(STORED, current, "/run/config.json") == {"model.init": (None, "keras")}

@@ -276,3 +276,21 @@ def test_a_corrupt_image_is_named_before_training(tmp_path):
     with pytest.raises(CorruptDatasetError, match=rf"{bad}"):
         train(_folder_config(tmp_path, root), tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_paper_config_trains_an_epoch_with_the_papers_optimizer(tmp_path):
+    from tests.test_configs import load
+
+    config = load("cifar10_resnet18_lps.py")  # the paper's recipe, on generated data
+    config.data.name = "synthetic_shapes"
+    config.data.num_train_examples = 64
+    config.data.num_eval_examples = 16
+    config.train.batch_size = 32
+    config.eval.batch_size = 16
+    config.train.epochs = 1
+    config.export.enabled = False
+    trainer = Trainer(config, str(tmp_path / "run"), tf.distribute.get_strategy())
+    assert type(trainer.check().optimizer).__name__ == "PyTorchSGD"
+    results = trainer.run()
+    assert np.isfinite(results["history"][0]["loss"])
+    assert results["circular_consistency"] == 100.0
