@@ -102,6 +102,10 @@ MAX_NUMPY_ARRAY_BYTES = 16 * 2**20
 MAX_EXPANDED_TENSOR_BYTES = 64 * 2**20
 """A tensor view may repeat storage elements (stride 0); its copy may then be larger
 than its storage, but not larger than this."""
+TENSOR_COPY_FACTOR = 4
+"""All tensors together may take at most this many times the storage bytes in the file
+(plus MAX_EXPANDED_TENSOR_BYTES): each tensor is a copy, and a file can name many views of
+one storage."""
 MAX_TENSOR_DIMS = 64
 
 # --------------------------------------------------------------------------------------------
@@ -296,6 +300,23 @@ class _Loader:
     def __init__(self, path: str, big_endian: bool = False):
         self.path = path
         self.big_endian = big_endian
+        self.storage_bytes = 0  # bytes of all storages read so far
+        self.copied_bytes = 0  # bytes of all tensors built so far
+
+    def add_storage(self, array: np.ndarray) -> None:
+        self.storage_bytes += array.nbytes
+
+    def add_copy(self, nbytes: int) -> None:
+        """Counts a tensor's copy against the budget: distinct views of one storage can
+        make the copies larger than the file, but not without bound."""
+        budget = TENSOR_COPY_FACTOR * self.storage_bytes + MAX_EXPANDED_TENSOR_BYTES
+        if self.copied_bytes + nbytes > budget:
+            raise self.error(
+                f"its tensors would need more than {budget} bytes, {TENSOR_COPY_FACTOR} "
+                f"times the {self.storage_bytes} bytes of data the file holds; refusing to "
+                "allocate them"
+            )
+        self.copied_bytes += nbytes
 
     def error(self, message: str) -> CheckpointFormatError:
         return CheckpointFormatError(f"{self.path}: {message}")
@@ -342,6 +363,7 @@ def _rebuild_tensor(loader, storage, storage_offset, size, stride, *_ignored):
                 f"into more than {MAX_EXPANDED_TENSOR_BYTES} bytes; refusing to allocate it"
             )
         itemsize = data.dtype.itemsize
+        loader.add_copy(numel * itemsize)
         view = np.lib.stride_tricks.as_strided(
             data[storage_offset:],
             shape=size,
@@ -628,7 +650,8 @@ class _RestrictedUnpickler(pickle._Unpickler):
             return _NDARRAY
         if _is_inert(module, name):
             return PickledGlobal(module, name)
-        raise _refuse(self.loader, f"use {qualname}")
+        alias = f" (os.{name})" if module in ("posix", "nt") else ""
+        raise _refuse(self.loader, f"use {qualname}{alias}")
 
     # -- storages -------------------------------------------------------------------------
     def persistent_load(self, pid):
@@ -726,10 +749,13 @@ class _RestrictedUnpickler(pickle._Unpickler):
                 state = state[0]
             if state is None:
                 return
+            # torch state_dicts carry `_metadata`; no attribute may shadow a dict method.
             if not isinstance(state, dict) or not all(
-                isinstance(k, str) and not k.startswith("__") for k in state
+                isinstance(k, str) and not k.startswith("__")
+                and not hasattr(collections.OrderedDict, k)
+                for k in state
             ):
-                raise _refuse(loader, "set unusual attributes on an OrderedDict")
+                raise _refuse(loader, "set attributes other than _metadata on an OrderedDict")
             for k, v in state.items():
                 setattr(inst, k, v)
         elif type(inst) is np.dtype or isinstance(inst, np.dtype):
@@ -852,8 +878,12 @@ def _load_zip(path: str):
     with archive:
         infos = {info.filename: info for info in archive.infolist()}
         for info in infos.values():
-            if info.compress_size > file_size:
-                raise loader.error(f"zip entry {info.filename!r} declares more bytes than the file")
+            # torch.save stores entries uncompressed: no entry can be larger than the file.
+            if info.compress_size > file_size or info.file_size > file_size:
+                raise loader.error(
+                    f"zip entry {info.filename!r} declares {info.file_size} bytes, more than "
+                    f"the {file_size} bytes of the file (torch.save never compresses)"
+                )
         pickles = [name for name in infos if name.count("/") == 1 and name.endswith("/data.pkl")]
         if len(pickles) != 1:
             raise loader.error(
@@ -898,6 +928,7 @@ def _load_zip(path: str):
             if len(raw) < nbytes:
                 raise loader.error(f"storage {key!r} is truncated")
             cache[key] = _Storage(dtype, _as_array(raw[:nbytes], dtype, loader), key)
+            loader.add_storage(cache[key].array)
             return cache[key]
 
         return _unpickle(data_pkl, loader, storage)
@@ -988,6 +1019,7 @@ def _load_legacy(path: str):
                 f"storage {key!r} declares {nbytes} bytes but only {len(data) - pos} remain"
             )
         storages[key] = _Storage(dtype, _as_array(data[pos : pos + nbytes], dtype, loader), key)
+        loader.add_storage(storages[key].array)
         pos += nbytes
     missing = sorted(set(declared) - set(storages))
     if missing:

@@ -130,6 +130,7 @@ class Storage:
         # storage_type: a storage class name (torch.FloatStorage) or a dtype name for the
         # UntypedStorage + dtype form of the persistent id.
         self.storage_type = storage_type or _STORAGE_OF_DTYPE[dtype]
+        self.view = None  # legacy storage view (offset, size) in elements, as torch < 1.0
 
 
 class Tensor:
@@ -166,7 +167,7 @@ class Hostile:
         return (self.function, self.args)
 
 
-def write_checkpoint(path, obj, *, legacy=False, prefix=None, protocol=2):
+def write_checkpoint(path, obj, *, legacy=False, prefix=None, protocol=2, byteorder="little"):
     """Writes `obj` as torch.save would: the zip format (top folder `prefix`, default the
     file stem as torch >= 2 does) or, with `legacy=True`, the pre-1.6 format."""
     storages = {}  # id -> (key, Storage)
@@ -182,7 +183,10 @@ def write_checkpoint(path, obj, *, legacy=False, prefix=None, protocol=2):
             kind = storage.storage_type
             storage_type = _STORAGE_TYPES[kind] if kind in _STORAGE_TYPES else _DTYPES[kind]
             pid = ("storage", storage_type, key, "cpu", storage.array.size)
-            return pid + (None,) if legacy else pid
+            if not legacy:
+                return pid
+            view = None if storage.view is None else (key + "v",) + storage.view
+            return pid + (view,)
 
     def dump_main(f):
         with mock.patch.dict(sys.modules, _stand_in_modules()):
@@ -209,9 +213,12 @@ def write_checkpoint(path, obj, *, legacy=False, prefix=None, protocol=2):
     prefix = prefix or os.path.splitext(os.path.basename(path))[0]
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
         archive.writestr(f"{prefix}/data.pkl", buffer.getvalue())
-        archive.writestr(f"{prefix}/byteorder", "little")
+        archive.writestr(f"{prefix}/byteorder", byteorder)
         for key, storage in storages.values():
-            archive.writestr(f"{prefix}/data/{key}", storage.array.tobytes())
+            array = storage.array
+            if byteorder == "big":
+                array = array.astype(array.dtype.newbyteorder(">"))
+            archive.writestr(f"{prefix}/data/{key}", array.tobytes())
         archive.writestr(f"{prefix}/version", "3\n")
         archive.writestr(f"{prefix}/.data/version", "3\n")
     return path
@@ -563,4 +570,55 @@ def test_not_a_checkpoint(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("hello")
     with pytest.raises(CheckpointFormatError):
+        load_torch_checkpoint(path)
+
+
+def test_big_endian_zip(tmp_path):
+    values = {"f": np.array([1.5, -2.0], np.float32), "i": np.array([1, -(2**40)], np.int64),
+              "h": np.array([0.25], np.float16), "b": np.array([True, False])}
+    path = write_checkpoint(tmp_path / "be.pt", {k: tensor(v) for k, v in values.items()},
+                            byteorder="big")
+    loaded = load_torch_checkpoint(path)
+    for key, want in values.items():
+        assert loaded[key].dtype == want.dtype and loaded[key].dtype.isnative, key
+        np.testing.assert_array_equal(loaded[key], want)
+
+
+def test_legacy_storage_view(tmp_path):
+    storage = Storage(np.arange(10, dtype=np.float32))
+    storage.view = (4, 5)  # the tensor's storage is elements 4..8 of the root storage
+    path = write_checkpoint(tmp_path / "lv.pt", {"w": Tensor(storage, 1, (2,), (2,))},
+                            legacy=True)
+    np.testing.assert_array_equal(load_torch_checkpoint(path)["w"], [5.0, 7.0])
+
+
+def test_torchscript_archive_is_refused(tmp_path):
+    path = zip_with_pickle(tmp_path / "s.pt", b"\x80\x02}.", {"constants.pkl": b"\x80\x02)."})
+    with pytest.raises(UnsafeCheckpointError, match="TorchScript"):
+        load_torch_checkpoint(path)
+
+
+def test_many_views_of_one_storage_are_bounded(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch_checkpoint, "MAX_EXPANDED_TENSOR_BYTES", 0)
+    storage = Storage(np.ones(256, np.float32))
+    # Distinct tensor objects over the same storage: each would be a 1 KiB copy.
+    views = [Tensor(storage, 0, (256,), (1,)) for _ in range(5)]
+    with pytest.raises(CheckpointFormatError, match="refusing to allocate"):
+        load_torch_checkpoint(write_checkpoint(tmp_path / "m.pt", views))
+    assert len(load_torch_checkpoint(write_checkpoint(tmp_path / "ok.pt", views[:4]))) == 4
+
+
+def test_ordered_dict_attributes_cannot_shadow_methods(tmp_path):
+    state = collections.OrderedDict(a=1)
+    state.keys = "not a method"
+    with pytest.raises(UnsafeCheckpointError, match="OrderedDict"):
+        load_torch_checkpoint(write_checkpoint(tmp_path / "k.pt", state))
+
+
+def test_compressed_entry_larger_than_the_file_is_refused(tmp_path):
+    path = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("archive/data.pkl", b"\x80\x02}.")
+        archive.writestr("archive/data/0", bytes(10**6))
+    with pytest.raises(CheckpointFormatError, match="more than"):
         load_torch_checkpoint(path)
