@@ -27,6 +27,8 @@ Accepted
 * Storage types `torch.{Float,Double,Half,BFloat16,Long,Int,Short,Char,Byte,Bool,
   ComplexFloat,ComplexDouble}Storage` (also `torch.cuda.*`), `torch.UntypedStorage` /
   `torch.storage.UntypedStorage`, and torch dtypes (`torch.float32`, ...) in persistent ids.
+  Elsewhere (e.g. a hyper-parameter `dtype=torch.float16`) they are `PickledGlobal`s.
+  Storage locations (`cpu`, `cuda:0`) are ignored: everything is read to host memory.
 * Containers and values: `collections.OrderedDict` (kept as an OrderedDict, which is a
   dict, with its `_metadata` attribute), `torch.Size` (a tuple), `builtins.set`,
   `frozenset`, `slice`, `complex`, `bytes`, `_codecs.encode(str, "latin1")` (how protocol 2
@@ -48,8 +50,12 @@ archives, ... Calling something that is not a global from the tables (e.g. a
 dtype are refused too.
 
 Malformed files (`CheckpointFormatError`): truncated or corrupt zip/pickle, storages
-whose declared size exceeds their bytes, tensors whose shape/strides/offset would read
-outside their storage.
+whose declared size exceeds their bytes, zip entries larger than the file (torch.save
+never compresses; this refuses zip bombs), tensors whose shape/strides/offset would read
+outside their storage, tensor copies beyond `TENSOR_COPY_FACTOR` times the file's data.
+
+Memory: a zip checkpoint's storages are read one entry at a time as they are first used;
+a legacy file is read whole. Each tensor is then copied out of its storage.
 """
 
 from __future__ import annotations
@@ -529,7 +535,7 @@ def _build_dtype(loader, dtype: np.dtype, state):
         and state[2] is None
         and state[3] is None
         and state[4] is None
-        and all(type(v) is int for v in state[5:8])
+        and state[5:8] == (-1, -1, 0)  # what numpy writes for every numeric dtype
         and (len(state) == 8 or state[8] is None)
     )
     if not ok:
@@ -640,10 +646,8 @@ class _RestrictedUnpickler(pickle._Unpickler):
         if qualname in _SAFE_BUILDERS:
             function, newobj = _SAFE_BUILDERS[qualname]
             return _SafeBuilder(qualname, function, self.loader, newobj)
-        if qualname in _TORCH_STORAGE_TYPES:
-            return _TORCH_STORAGE_TYPES[qualname]
-        if module == "torch" and name in _TORCH_DTYPES:
-            return _TORCH_DTYPES[name]
+        if qualname in _TORCH_STORAGE_TYPES or (module == "torch" and name in _TORCH_DTYPES):
+            return PickledGlobal(module, name)  # read by persistent_load; inert elsewhere
         if qualname in _TORCH_MARKERS:
             return _TORCH_MARKERS[qualname]
         if qualname == "numpy.ndarray":
@@ -667,10 +671,11 @@ class _RestrictedUnpickler(pickle._Unpickler):
             raise loader.error(f"storage id of {len(pid)} fields")
         storage_type, key, _location, numel = pid[1:5]
         view_metadata = pid[5] if len(pid) == 6 else None
-        if isinstance(storage_type, _TorchStorageType):
-            dtype = storage_type.dtype
-        elif isinstance(storage_type, _TorchDtype):
-            dtype = storage_type
+        qualname = storage_type.qualname if isinstance(storage_type, PickledGlobal) else None
+        if qualname in _TORCH_STORAGE_TYPES:
+            dtype = _TORCH_STORAGE_TYPES[qualname].dtype
+        elif qualname and storage_type.module == "torch" and storage_type.name in _TORCH_DTYPES:
+            dtype = _TORCH_DTYPES[storage_type.name]
         else:
             raise loader.error(f"storage type {storage_type!r} is not a torch storage type")
         if not isinstance(key, str):

@@ -344,6 +344,7 @@ def lightning_checkpoint(extra_hparams=None):
         temperature=np.float64(0.5),
         seed=np.int64(3),
         mean=np.array([0.485, 0.456, 0.406], dtype=np.float32),
+        dtype=_DTYPES["float16"],
         **(extra_hparams or {}),
     )
     callback = ModelCheckpoint()
@@ -380,6 +381,7 @@ def test_lightning_checkpoint_hyper_parameters_are_inert_records(tmp_path):
     assert hp["temperature"] == 0.5 and hp["temperature"].dtype == np.float64
     assert hp["seed"] == 3 and hp["seed"].dtype == np.int64
     np.testing.assert_array_equal(hp["mean"], np.array([0.485, 0.456, 0.406], np.float32))
+    assert hp["dtype"] == PickledGlobal("torch", "float16")
     (cb_state,) = loaded["callbacks"].values()
     assert cb_state["best_model_score"] == np.float32(0.75)
     assert cb_state["object"].qualname.endswith("model_checkpoint.ModelCheckpoint")
