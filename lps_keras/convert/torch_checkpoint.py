@@ -70,6 +70,7 @@ import pickle
 import re
 import struct
 import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -624,7 +625,8 @@ def _refuse(loader: _Loader, what: str) -> UnsafeCheckpointError:
 class _RestrictedUnpickler(pickle._Unpickler):
     """Python's pure-Python unpickler with every opcode that calls, constructs or mutates
     replaced (REDUCE, NEWOBJ, NEWOBJ_EX, INST, OBJ, BUILD, APPEND(S), SETITEM(S),
-    ADDITEMS), and with `find_class` answering only from the tables above."""
+    ADDITEMS), BYTEARRAY8 reading before it allocates, and `find_class` answering only
+    from the tables above."""
 
     dispatch = dict(pickle._Unpickler.dispatch)
 
@@ -808,7 +810,16 @@ class _RestrictedUnpickler(pickle._Unpickler):
             raise _refuse(self.loader, f"add items to {_describe(target)}")
         target.update(items)
 
+    def _load_bytearray8(self):
+        # pickle's own preallocates the declared length before reading.
+        (size,) = struct.unpack("<Q", self.read(8))
+        data = self.read(size)
+        if len(data) != size:
+            raise pickle.UnpicklingError("BYTEARRAY8 is truncated")
+        self.append(bytearray(data))
+
     for _opcode, _method in (
+        (pickle.BYTEARRAY8, _load_bytearray8),
         (pickle.REDUCE, _load_reduce),
         (pickle.NEWOBJ, _load_newobj),
         (pickle.NEWOBJ_EX, _load_newobj_ex),
@@ -841,6 +852,8 @@ def _unpickle(data: bytes, loader: _Loader, storages=None):
         raise
     except RecursionError as exc:
         raise loader.error("the pickle is nested too deeply") from exc
+    except MemoryError as exc:
+        raise loader.error("the pickle asks for more memory than there is") from exc
     except (pickle.UnpicklingError, EOFError, TypeError, ValueError, KeyError, IndexError,
             AttributeError, struct.error, UnicodeDecodeError, OverflowError) as exc:
         raise loader.error(f"the pickle is malformed ({type(exc).__name__}: {exc})") from exc
@@ -878,7 +891,7 @@ def _load_zip(path: str):
     file_size = os.path.getsize(path)
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
         raise loader.error(f"truncated or corrupt zip archive ({exc})") from exc
     with archive:
         infos = {info.filename: info for info in archive.infolist()}
@@ -904,7 +917,8 @@ def _load_zip(path: str):
         def read(name):
             try:
                 return archive.read(name)
-            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError,
+                    RuntimeError, zlib.error) as exc:
                 raise loader.error(f"cannot read {name!r}: {exc}") from exc
 
         if prefix + "byteorder" in infos:

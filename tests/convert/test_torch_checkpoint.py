@@ -28,6 +28,7 @@ from lps_keras.convert.torch_checkpoint import (
     CheckpointFormatError,
     PickledGlobal,
     PickledObject,
+    TorchCheckpointError,
 )
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "torch_files")
@@ -624,3 +625,40 @@ def test_compressed_entry_larger_than_the_file_is_refused(tmp_path):
         archive.writestr("archive/data/0", bytes(10**6))
     with pytest.raises(CheckpointFormatError, match="more than"):
         load_torch_checkpoint(path)
+
+
+def test_declared_bytearray_length_is_not_allocated(tmp_path):
+    data = b"\x80\x05\x96" + struct.pack("<Q", 2**62) + b"abc."  # BYTEARRAY8 of 2**62 bytes
+    with pytest.raises(CheckpointFormatError, match="truncated"):
+        load_torch_checkpoint(zip_with_pickle(tmp_path / "b.pt", data))
+
+
+@pytest.mark.parametrize("name", ["state_zip.pt", "state_legacy.pt"])
+def test_damaged_pickles_raise_only_checkpoint_errors(tmp_path, name):
+    """Random byte changes in a real file's pickle: every outcome is a loaded object or a
+    TorchCheckpointError (no other exception, no memory blow-up)."""
+    rng = np.random.default_rng(0)
+    source = os.path.join(FIXTURES, name)
+    if name.endswith("legacy.pt"):
+        with open(source, "rb") as f:
+            data, entries, pickle_name = f.read(), None, None
+    else:
+        with zipfile.ZipFile(source) as archive:
+            entries = {n: archive.read(n) for n in archive.namelist()}
+        pickle_name = next(n for n in entries if n.endswith("/data.pkl"))
+        data = entries[pickle_name]
+    path = tmp_path / name
+    for _ in range(150):
+        damaged = bytearray(data)
+        for j in rng.integers(0, min(len(data), 3000), size=rng.integers(1, 4)):
+            damaged[j] = rng.integers(0, 256)
+        if entries is None:
+            path.write_bytes(bytes(damaged))
+        else:
+            with zipfile.ZipFile(path, "w") as archive:
+                for entry, value in entries.items():
+                    archive.writestr(entry, bytes(damaged) if entry == pickle_name else value)
+        try:
+            load_torch_checkpoint(path)
+        except TorchCheckpointError:
+            pass
