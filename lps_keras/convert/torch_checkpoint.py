@@ -67,6 +67,7 @@ import io
 import math
 import os
 import pickle
+import pickletools
 import re
 import struct
 import zipfile
@@ -181,8 +182,8 @@ INERT_MODULE_PREFIXES = (
     "pytorch_lightning.callbacks.",
     "lightning.pytorch.callbacks.",
 )
-"""Globals in these modules (the prefix followed by the rest of the module path) are
-kept as inert records. Whole modules `models`/`layers` are included too."""
+"""Globals in a module under one of these packages (`models`, `models.resnet`, ...; not
+`modelsx`) are kept as inert records."""
 
 _ATTRIBUTE_DICTS = frozenset(
     {
@@ -198,8 +199,6 @@ _ATTRIBUTE_DICTS = frozenset(
 def _is_inert(module: str, name: str) -> bool:
     qualname = f"{module}.{name}"
     if qualname in INERT_EXACT:
-        return True
-    if module in ("models", "layers", "learn_poly_sampling"):
         return True
     return (module + ".").startswith(INERT_MODULE_PREFIXES)
 
@@ -633,7 +632,8 @@ class _RestrictedUnpickler(pickle._Unpickler):
     def __init__(self, data: bytes, loader: _Loader, storages=None):
         super().__init__(io.BytesIO(data), encoding="latin1")
         self.loader = loader
-        self.storages = storages  # key -> _Storage, or None: storage ids are refused
+        # storages(key, dtype, numel) -> _Storage; None: this pickle may name no storage.
+        self.storages = storages
 
     # -- globals --------------------------------------------------------------------------
     def find_class(self, module, name):
@@ -962,8 +962,6 @@ def _as_array(raw: bytes, dtype: _TorchDtype, loader: _Loader) -> np.ndarray:
 
 def _pickle_end(data: bytes, start: int, loader: _Loader) -> int:
     """Offset just past the pickle starting at `start` (opcodes are parsed, not run)."""
-    import pickletools
-
     stream = io.BytesIO(data)
     stream.seek(start)
     try:
