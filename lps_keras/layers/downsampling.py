@@ -15,7 +15,12 @@ from lps_keras.layers.polyphase import (
 )
 from lps_keras.layers.scorers import SCORERS, get_scorer
 
-NORMS = ("l2", "l1", "linf")
+NORMS = ("l2", "l1", "linf", "l2_min", "l1_min", "non_abs_max")
+# Criterion -> (statistic computed by `component_norms`, keep the smallest?).
+_CRITERIA = {
+    "l2": ("l2", False), "l1": ("l1", False), "linf": ("linf", False),
+    "l2_min": ("l2", True), "l1_min": ("l1", True), "non_abs_max": ("max", False),
+}
 
 
 def _nan_to_neg_inf(scores):
@@ -159,8 +164,9 @@ class APSDownsampling2D(_PolyphaseDownsampling):
     """Adaptive polyphase sampling: keep the polyphase component with the largest norm.
 
     Splits the input into its `stride**2` polyphase components and, per sample, keeps the
-    one with the largest norm. With circular padding upstream and sizes divisible by
-    `stride`, `APS(roll(x))` is a circular shift of `APS(x)` on the low-resolution grid.
+    one with the largest norm (or the one that another `norm=` criterion picks). With
+    circular padding upstream and sizes divisible by `stride`, `APS(roll(x))` is a circular
+    shift of `APS(x)` on the low-resolution grid.
     Odd sizes are wrap-padded to a multiple of `stride` (usable, but without the guarantee).
     The guarantee is bitwise: norms are summed in float64, so a shift, which changes the
     order in which pixels are added, never changes which component wins, and components
@@ -174,7 +180,17 @@ class APSDownsampling2D(_PolyphaseDownsampling):
 
     Args:
         stride: int >= 2, the subsampling factor per axis.
-        norm: `"l2"` (default), `"l1"` or `"linf"`.
+        norm: the selection criterion. `"l2"` (default), `"l1"`, `"linf"`: keep the
+            component with the largest norm (`"linf"` is the official code's `l_infty`).
+            The official APS code (achaman2/truly_shift_invariant_cnns,
+            `get_polyphase_indices_v2`) also has `"l2_min"` and `"l1_min"`: keep the
+            component with the smallest l2/l1 norm (`torch.argmin`), and `"non_abs_max"`:
+            keep the component holding the largest signed value (max over pixels and
+            channels, no abs). Same sums/maxima as the official code, accumulated
+            order-free in float64. Ties: for the max criteria as above (largest spread);
+            for the `_min` criteria the component with the smallest spread (the sum of
+            squared per-pixel norms) among those tied for the smallest norm, which follows
+            a shift as well; the official code takes the lowest index in every case.
         antialias: None, a stride-1 layer, or `"lowpassN"`/`"ddacN"` (N in 1-7): a blur
             applied before selection.
         score_unfiltered: if True, norms are taken on the unfiltered input while the
@@ -204,17 +220,23 @@ class APSDownsampling2D(_PolyphaseDownsampling):
                          score_unfiltered=score_unfiltered, return_probs=return_probs,
                          **kwargs)
         self.norm = _validation.check_choice("norm", norm, NORMS)
+        self._statistic, self._minimise = _CRITERIA[self.norm]
 
     def component_norms(self, x):
-        """Per-sample norms `[B, stride**2]` of the padded input's components in float64
-        (squared for l2: same argmax). Per-pixel terms are computed in at least float32
-        and summed in float64, so the norms of `roll(x)` permute those of `x` exactly."""
+        """Per-sample criterion values `[B, stride**2]` of the padded input's components
+        in float64: the norm (squared for l2 and l2_min: same ranking), or the largest
+        signed value for `non_abs_max`. The layer keeps the largest, or the smallest for
+        the `_min` criteria. Per-pixel terms are computed in at least float32 and summed
+        in float64, so the values for `roll(x)` permute those of `x` exactly."""
         x = ops.cast(x, _validation.scoring_dtype(x.dtype))
-        return component_norms(x, self.stride, self.norm)
+        return component_norms(x, self.stride, self._statistic)
 
     def _select(self, x, training):
         x = ops.stop_gradient(ops.cast(x, _validation.scoring_dtype(x.dtype)))
-        norms, spread = component_norms(x, self.stride, self.norm, with_spread=True)
+        norms, spread = component_norms(x, self.stride, self._statistic, with_spread=True)
+        if self._minimise:
+            # Smallest norm, ties to the smallest spread; NaN (-NaN) still counts as -inf.
+            norms, spread = -norms, -spread
         index = argmax_with_tiebreak(norms, spread)
         return ops.one_hot(index, self.num_components, dtype=x.dtype), index
 
