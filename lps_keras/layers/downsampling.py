@@ -13,7 +13,13 @@ from lps_keras.layers.polyphase import (
     polyphase_split,
     select_weighted,
 )
-from lps_keras.layers.scorers import SCORERS, get_scorer
+from lps_keras.layers.scorers import (
+    HEADS,
+    INITS,
+    OFFICIAL_HEAD_SCORERS,
+    SCORERS,
+    get_scorer,
+)
 
 NORMS = ("l2", "l1", "linf", "l2_min", "l1_min", "non_abs_max")
 # Criterion -> (statistic computed by `component_norms`, keep the smallest?).
@@ -282,6 +288,18 @@ class LPSDownsampling2D(_PolyphaseDownsampling):
         padding_mode: padding of the scorer convolutions (`"circular"` keeps invariance).
         seed: int seed for the Gumbel noise (None: random). Each replica of a
             `tf.distribute` strategy draws different noise.
+        scorer_head: `"single"` (default: the scorer ends in a bias-free one-filter
+            conv) or `"official"`: the last layer of the official code for the `conv`,
+            `conv_skip` and `perceptron` scorers (an h->h conv with bias averaged over
+            its outputs; for `perceptron` a single 1x1 conv with bias); see `scorers`.
+            Other scorers accept only `"single"`.
+        scorer_init: `"keras"` (default: Keras' initialisers) or `"torch"`: PyTorch's
+            default initialisation of the scorer's convs and dense layers, kernels and
+            biases `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`, as in the official code.
+        scorer_bn_epsilon: BatchNorm epsilon of the `attention_bn` scorer (default 1e-3;
+            official 1e-5). Unused by the other scorers.
+        scorer_bn_momentum: BatchNorm momentum of the `attention_bn` scorer (default
+            0.99; the official PyTorch momentum 0.1 is 0.9). Unused by the other scorers.
         **kwargs: base layer arguments.
 
     Call arguments:
@@ -301,7 +319,9 @@ class LPSDownsampling2D(_PolyphaseDownsampling):
     def __init__(self, stride=2, logits_model="conv", hidden_channels=None, antialias=None,
                  score_unfiltered=False, tau=1.0, train_mode="gumbel",
                  inference_mode="argmax", hard=False, return_probs=False,
-                 padding_mode="circular", seed=None, **kwargs):
+                 padding_mode="circular", seed=None, scorer_head="single",
+                 scorer_init="keras", scorer_bn_epsilon=1e-3, scorer_bn_momentum=0.99,
+                 **kwargs):
         super().__init__(stride=stride, antialias=antialias,
                          score_unfiltered=score_unfiltered, return_probs=return_probs,
                          **kwargs)
@@ -309,6 +329,18 @@ class LPSDownsampling2D(_PolyphaseDownsampling):
         _validation.check_choice("train_mode", train_mode, TRAIN_MODES)
         _validation.check_choice("inference_mode", inference_mode, INFERENCE_MODES)
         _validation.check_choice("padding_mode", padding_mode, _validation.PADDING_MODES)
+        _validation.check_choice("scorer_head", scorer_head, HEADS)
+        _validation.check_choice("scorer_init", scorer_init, INITS)
+        if scorer_head == "official" and logits_model not in OFFICIAL_HEAD_SCORERS:
+            raise ValueError(
+                f"`scorer_head='official'` exists for logits_model in "
+                f"{OFFICIAL_HEAD_SCORERS}; got logits_model={logits_model!r}, whose "
+                "official counterpart differs in structure. Use scorer_head='single'."
+            )
+        scorer_bn_epsilon = _validation.check_positive_number(
+            "scorer_bn_epsilon", scorer_bn_epsilon)
+        scorer_bn_momentum = _validation.check_unit_interval(
+            "scorer_bn_momentum", scorer_bn_momentum)
         tau = _validation.check_positive_number("tau", tau)
         hidden_channels = _validation.check_positive_int(
             "hidden_channels", hidden_channels, optional=True)
@@ -323,8 +355,15 @@ class LPSDownsampling2D(_PolyphaseDownsampling):
         self.hard = bool(hard)
         self.padding_mode = padding_mode
         self.seed = seed
+        self.scorer_head = scorer_head
+        self.scorer_init = scorer_init
+        self.scorer_bn_epsilon = scorer_bn_epsilon
+        self.scorer_bn_momentum = scorer_bn_momentum
         self.scorer = get_scorer(logits_model, hidden_channels, padding_mode,
-                                 dtype=_validation.scoring_dtype(self.compute_dtype))
+                                 dtype=_validation.scoring_dtype(self.compute_dtype),
+                                 head=scorer_head, init=scorer_init,
+                                 bn_epsilon=scorer_bn_epsilon,
+                                 bn_momentum=scorer_bn_momentum)
         self.seed_generator = ReplicaSeedGenerator(seed)
 
     def build(self, input_shape):
@@ -411,6 +450,10 @@ class LPSDownsampling2D(_PolyphaseDownsampling):
                 "hard": self.hard,
                 "padding_mode": self.padding_mode,
                 "seed": self.seed,
+                "scorer_head": self.scorer_head,
+                "scorer_init": self.scorer_init,
+                "scorer_bn_epsilon": self.scorer_bn_epsilon,
+                "scorer_bn_momentum": self.scorer_bn_momentum,
             }
         )
         return config

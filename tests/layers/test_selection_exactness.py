@@ -113,6 +113,19 @@ def test_lps_never_flips_at_initialisation(logits_model, stride):
     assert flips == 0, f"{flips} of {pairs} pairs did not commute with the shift"
 
 
+@pytest.mark.parametrize("logits_model", ["conv", "conv_skip", "perceptron"])
+def test_lps_official_head_and_torch_init_never_flip(logits_model):
+    # The official head averages h filters and adds the mean bias: still a pooled
+    # float64 sum, so still exact.
+    flips, pairs, near_ties = _check_pairs(
+        lambda: LPSDownsampling2D(2, logits_model=logits_model, scorer_head="official",
+                                  scorer_init="torch", return_probs=True),
+        2, inits=4, images_per_init=20)
+    assert pairs >= 960
+    assert near_ties > 0
+    assert flips == 0, f"{flips} of {pairs} pairs did not commute with the shift"
+
+
 @pytest.mark.parametrize("make_layer", [
     lambda: APSDownsampling2D(2, norm="l2", antialias="lowpass3", return_probs=True),
     lambda: LPSDownsampling2D(2, return_probs=True),
