@@ -3,6 +3,7 @@
 from lps_keras.layers.antialias import get_antialias
 from lps_keras.layers.ddac import DDAC2D
 from lps_keras.layers.downsampling import APSDownsampling2D, LPSDownsampling2D
+from lps_keras.layers.initializers import TorchUniform
 from lps_keras.layers.introspection import lps_layers
 from lps_keras.layers.lowpass import BlurPool2D, LowPassFilter2D
 from lps_keras.layers.padding import CircularPad2D, circular_pad
@@ -40,6 +41,7 @@ __all__ = [
     "PerceptronScorer",
     "PolyphaseUpsampling2D",
     "SCORERS",
+    "TorchUniform",
     "circular_pad",
     "get_antialias",
     "get_scorer",

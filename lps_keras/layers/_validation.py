@@ -9,6 +9,7 @@ from lps_keras.checks import (  # noqa: F401  (re-exported for the layers)
     check_positive_int,
     check_positive_number,
     is_int,
+    is_number,
 )
 
 PADDING_MODES = ("circular", "zeros", "reflect", "symmetric")
@@ -21,6 +22,13 @@ def check_stride(stride):
             "For stride 1 simply leave the downsampler out."
         )
     return int(stride)
+
+
+def check_unit_interval(name, value):
+    """`float(value)` for a number in `[0, 1]` (a moving-average momentum)."""
+    if not is_number(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"`{name}` must be a number from 0 to 1; got {value!r}.")
+    return float(value)
 
 
 def check_int_in_range(name, value, low, high):

@@ -7,6 +7,8 @@ from lps_keras.layers import _validation
 from lps_keras.layers.lowpass import filter_padding
 from lps_keras.layers.padding import pad2d
 
+SOFTMAX_MODES = ("per_group", "joint")
+
 
 @keras.saving.register_keras_serializable(package="lps_keras")
 class DDAC2D(keras.layers.Layer):
@@ -17,10 +19,28 @@ class DDAC2D(keras.layers.Layer):
     turns them into a normalised blur kernel that is applied to that pixel's neighbourhood.
     With circular padding the layer commutes with circular shifts.
 
+    Official code (raymondyeh07/learnable_polyphase_sampling, `layers/lowpass_filter.py`,
+    class `DDAC`, after Zou et al.): one softmax over all `groups * kernel_size**2` logits
+    of a pixel jointly, and BatchNorm with PyTorch's eps 1e-5 and momentum 0.1. The
+    official setting is therefore `softmax="joint", epsilon=1e-5, momentum=0.9`. The
+    defaults (`"per_group"`, Keras' 1e-3 and 0.99) are this library's original choice.
+    Still different from the official code: the kernel predictor is initialised He-normal
+    with fan_in here, Kaiming-normal with fan_out there (PyTorch's BN momentum 0.1 is
+    Keras' 0.9).
+
     Args:
         kernel_size: odd int >= 1, size of the predicted kernels.
         groups: number of channel groups with their own kernels; must divide the channels.
         padding_mode: `"circular"`, `"zeros"`, `"reflect"` or `"symmetric"`.
+        softmax: `"per_group"` (default): each group's `kernel_size**2` logits get their
+            own softmax, so every group's kernel sums to 1 and a constant input passes
+            through unchanged. `"joint"` (the official code): one softmax over all
+            `groups * kernel_size**2` logits, so the kernels of all groups together sum to
+            1 and each group's output is scaled by its share (with `groups=1` both agree).
+        epsilon: BatchNormalization epsilon of the logits (default 1e-3, Keras' default;
+            the official value is 1e-5).
+        momentum: BatchNormalization moving-average momentum (default 0.99, Keras'
+            default; the official PyTorch momentum 0.1 is 0.9 here).
         **kwargs: base layer arguments.
 
     Example:
@@ -30,11 +50,15 @@ class DDAC2D(keras.layers.Layer):
     (2, 8, 8, 4)
     """
 
-    def __init__(self, kernel_size=3, groups=8, padding_mode="circular", **kwargs):
+    def __init__(self, kernel_size=3, groups=8, padding_mode="circular", softmax="per_group",
+                 epsilon=1e-3, momentum=0.99, **kwargs):
         super().__init__(**kwargs)
         kernel_size = _validation.check_positive_int("kernel_size", kernel_size)
         groups = _validation.check_positive_int("groups", groups)
         _validation.check_choice("padding_mode", padding_mode, _validation.PADDING_MODES)
+        self.softmax = _validation.check_choice("softmax", softmax, SOFTMAX_MODES)
+        self.epsilon = _validation.check_positive_number("epsilon", epsilon)
+        self.momentum = _validation.check_unit_interval("momentum", momentum)
         self.kernel_size = kernel_size
         self.groups = groups
         self.padding_mode = padding_mode
@@ -49,7 +73,8 @@ class DDAC2D(keras.layers.Layer):
             name="kernel_predictor",
         )
         self.kernel_norm = keras.layers.BatchNormalization(
-            dtype=self.dtype_policy, name="kernel_norm"
+            epsilon=self.epsilon, momentum=self.momentum, dtype=self.dtype_policy,
+            name="kernel_norm"
         )
 
     def build(self, input_shape):
@@ -75,8 +100,15 @@ class DDAC2D(keras.layers.Layer):
         # Softmax in at least float32 so the kernels stay normalised under mixed precision.
         shape = ops.shape(inputs)
         logits = ops.cast(logits, _validation.scoring_dtype(inputs.dtype))
-        logits = ops.reshape(logits, (-1, shape[1], shape[2], g, k * k))
-        kernels = ops.cast(ops.softmax(logits, axis=-1), inputs.dtype)
+        if self.softmax == "joint":
+            # Official: one softmax over the groups * k * k logits (group-major, as the
+            # official reshape reads them), then split into the groups' kernels.
+            kernels = ops.reshape(ops.softmax(logits, axis=-1),
+                                  (-1, shape[1], shape[2], g, k * k))
+        else:
+            kernels = ops.softmax(ops.reshape(logits, (-1, shape[1], shape[2], g, k * k)),
+                                  axis=-1)
+        kernels = ops.cast(kernels, inputs.dtype)
         # Neighbourhood of every pixel as k*k shifted views: [B, H, W, k*k, C].
         patches = ops.stack(
             [padded[:, dy:dy + shape[1], dx:dx + shape[2], :]
@@ -95,6 +127,7 @@ class DDAC2D(keras.layers.Layer):
         config = super().get_config()
         config.update(
             {"kernel_size": self.kernel_size, "groups": self.groups,
-             "padding_mode": self.padding_mode}
+             "padding_mode": self.padding_mode, "softmax": self.softmax,
+             "epsilon": self.epsilon, "momentum": self.momentum}
         )
         return config

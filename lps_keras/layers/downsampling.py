@@ -13,9 +13,20 @@ from lps_keras.layers.polyphase import (
     polyphase_split,
     select_weighted,
 )
-from lps_keras.layers.scorers import SCORERS, get_scorer
+from lps_keras.layers.scorers import (
+    HEADS,
+    INITS,
+    OFFICIAL_HEAD_SCORERS,
+    SCORERS,
+    get_scorer,
+)
 
-NORMS = ("l2", "l1", "linf")
+NORMS = ("l2", "l1", "linf", "l2_min", "l1_min", "non_abs_max")
+# Criterion -> (statistic computed by `component_norms`, keep the smallest?).
+_CRITERIA = {
+    "l2": ("l2", False), "l1": ("l1", False), "linf": ("linf", False),
+    "l2_min": ("l2", True), "l1_min": ("l1", True), "non_abs_max": ("max", False),
+}
 
 
 def _nan_to_neg_inf(scores):
@@ -159,8 +170,9 @@ class APSDownsampling2D(_PolyphaseDownsampling):
     """Adaptive polyphase sampling: keep the polyphase component with the largest norm.
 
     Splits the input into its `stride**2` polyphase components and, per sample, keeps the
-    one with the largest norm. With circular padding upstream and sizes divisible by
-    `stride`, `APS(roll(x))` is a circular shift of `APS(x)` on the low-resolution grid.
+    one with the largest norm (or the one that another `norm=` criterion picks). With
+    circular padding upstream and sizes divisible by `stride`, `APS(roll(x))` is a circular
+    shift of `APS(x)` on the low-resolution grid.
     Odd sizes are wrap-padded to a multiple of `stride` (usable, but without the guarantee).
     The guarantee is bitwise: norms are summed in float64, so a shift, which changes the
     order in which pixels are added, never changes which component wins, and components
@@ -174,7 +186,17 @@ class APSDownsampling2D(_PolyphaseDownsampling):
 
     Args:
         stride: int >= 2, the subsampling factor per axis.
-        norm: `"l2"` (default), `"l1"` or `"linf"`.
+        norm: the selection criterion. `"l2"` (default), `"l1"`, `"linf"`: keep the
+            component with the largest norm (`"linf"` is the official code's `l_infty`).
+            The official APS code (achaman2/truly_shift_invariant_cnns,
+            `get_polyphase_indices_v2`) also has `"l2_min"` and `"l1_min"`: keep the
+            component with the smallest l2/l1 norm (`torch.argmin`), and `"non_abs_max"`:
+            keep the component holding the largest signed value (max over pixels and
+            channels, no abs). Same sums/maxima as the official code, accumulated
+            order-free in float64. Ties: for the max criteria as above (largest spread);
+            for the `_min` criteria the component with the smallest spread (the sum of
+            squared per-pixel norms) among those tied for the smallest norm, which follows
+            a shift as well; the official code takes the lowest index in every case.
         antialias: None, a stride-1 layer, or `"lowpassN"`/`"ddacN"` (N in 1-7): a blur
             applied before selection.
         score_unfiltered: if True, norms are taken on the unfiltered input while the
@@ -204,17 +226,23 @@ class APSDownsampling2D(_PolyphaseDownsampling):
                          score_unfiltered=score_unfiltered, return_probs=return_probs,
                          **kwargs)
         self.norm = _validation.check_choice("norm", norm, NORMS)
+        self._statistic, self._minimise = _CRITERIA[self.norm]
 
     def component_norms(self, x):
-        """Per-sample norms `[B, stride**2]` of the padded input's components in float64
-        (squared for l2: same argmax). Per-pixel terms are computed in at least float32
-        and summed in float64, so the norms of `roll(x)` permute those of `x` exactly."""
+        """Per-sample criterion values `[B, stride**2]` of the padded input's components
+        in float64: the norm (squared for l2 and l2_min: same ranking), or the largest
+        signed value for `non_abs_max`. The layer keeps the largest, or the smallest for
+        the `_min` criteria. Per-pixel terms are computed in at least float32 and summed
+        in float64, so the values for `roll(x)` permute those of `x` exactly."""
         x = ops.cast(x, _validation.scoring_dtype(x.dtype))
-        return component_norms(x, self.stride, self.norm)
+        return component_norms(x, self.stride, self._statistic)
 
     def _select(self, x, training):
         x = ops.stop_gradient(ops.cast(x, _validation.scoring_dtype(x.dtype)))
-        norms, spread = component_norms(x, self.stride, self.norm, with_spread=True)
+        norms, spread = component_norms(x, self.stride, self._statistic, with_spread=True)
+        if self._minimise:
+            # Smallest norm, ties to the smallest spread; NaN (-NaN) still counts as -inf.
+            norms, spread = -norms, -spread
         index = argmax_with_tiebreak(norms, spread)
         return ops.one_hot(index, self.num_components, dtype=x.dtype), index
 
@@ -260,6 +288,18 @@ class LPSDownsampling2D(_PolyphaseDownsampling):
         padding_mode: padding of the scorer convolutions (`"circular"` keeps invariance).
         seed: int seed for the Gumbel noise (None: random). Each replica of a
             `tf.distribute` strategy draws different noise.
+        scorer_head: `"single"` (default: the scorer ends in a bias-free one-filter
+            conv) or `"official"`: the last layer of the official code for the `conv`,
+            `conv_skip` and `perceptron` scorers (an h->h conv with bias averaged over
+            its outputs; for `perceptron` a single 1x1 conv with bias); see `scorers`.
+            Other scorers accept only `"single"`.
+        scorer_init: `"keras"` (default: Keras' initialisers) or `"torch"`: PyTorch's
+            default initialisation of the scorer's convs and dense layers, kernels and
+            biases `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`, as in the official code.
+        scorer_bn_epsilon: BatchNorm epsilon of the `attention_bn` scorer (default 1e-3;
+            official 1e-5). Unused by the other scorers.
+        scorer_bn_momentum: BatchNorm momentum of the `attention_bn` scorer (default
+            0.99; the official PyTorch momentum 0.1 is 0.9). Unused by the other scorers.
         **kwargs: base layer arguments.
 
     Call arguments:
@@ -279,7 +319,9 @@ class LPSDownsampling2D(_PolyphaseDownsampling):
     def __init__(self, stride=2, logits_model="conv", hidden_channels=None, antialias=None,
                  score_unfiltered=False, tau=1.0, train_mode="gumbel",
                  inference_mode="argmax", hard=False, return_probs=False,
-                 padding_mode="circular", seed=None, **kwargs):
+                 padding_mode="circular", seed=None, scorer_head="single",
+                 scorer_init="keras", scorer_bn_epsilon=1e-3, scorer_bn_momentum=0.99,
+                 **kwargs):
         super().__init__(stride=stride, antialias=antialias,
                          score_unfiltered=score_unfiltered, return_probs=return_probs,
                          **kwargs)
@@ -287,6 +329,18 @@ class LPSDownsampling2D(_PolyphaseDownsampling):
         _validation.check_choice("train_mode", train_mode, TRAIN_MODES)
         _validation.check_choice("inference_mode", inference_mode, INFERENCE_MODES)
         _validation.check_choice("padding_mode", padding_mode, _validation.PADDING_MODES)
+        _validation.check_choice("scorer_head", scorer_head, HEADS)
+        _validation.check_choice("scorer_init", scorer_init, INITS)
+        if scorer_head == "official" and logits_model not in OFFICIAL_HEAD_SCORERS:
+            raise ValueError(
+                f"`scorer_head='official'` exists for logits_model in "
+                f"{OFFICIAL_HEAD_SCORERS}; got logits_model={logits_model!r}, whose "
+                "official counterpart differs in structure. Use scorer_head='single'."
+            )
+        scorer_bn_epsilon = _validation.check_positive_number(
+            "scorer_bn_epsilon", scorer_bn_epsilon)
+        scorer_bn_momentum = _validation.check_unit_interval(
+            "scorer_bn_momentum", scorer_bn_momentum)
         tau = _validation.check_positive_number("tau", tau)
         hidden_channels = _validation.check_positive_int(
             "hidden_channels", hidden_channels, optional=True)
@@ -301,8 +355,15 @@ class LPSDownsampling2D(_PolyphaseDownsampling):
         self.hard = bool(hard)
         self.padding_mode = padding_mode
         self.seed = seed
+        self.scorer_head = scorer_head
+        self.scorer_init = scorer_init
+        self.scorer_bn_epsilon = scorer_bn_epsilon
+        self.scorer_bn_momentum = scorer_bn_momentum
         self.scorer = get_scorer(logits_model, hidden_channels, padding_mode,
-                                 dtype=_validation.scoring_dtype(self.compute_dtype))
+                                 dtype=_validation.scoring_dtype(self.compute_dtype),
+                                 head=scorer_head, init=scorer_init,
+                                 bn_epsilon=scorer_bn_epsilon,
+                                 bn_momentum=scorer_bn_momentum)
         self.seed_generator = ReplicaSeedGenerator(seed)
 
     def build(self, input_shape):
@@ -389,6 +450,10 @@ class LPSDownsampling2D(_PolyphaseDownsampling):
                 "hard": self.hard,
                 "padding_mode": self.padding_mode,
                 "seed": self.seed,
+                "scorer_head": self.scorer_head,
+                "scorer_init": self.scorer_init,
+                "scorer_bn_epsilon": self.scorer_bn_epsilon,
+                "scorer_bn_momentum": self.scorer_bn_momentum,
             }
         )
         return config

@@ -70,16 +70,23 @@ def component_norms(x, stride, norm, with_spread=False):
     the norm, that tells apart components whose norms tie (a blur makes the l1 norms of a
     non-negative input's components equal) at the cost of one reduction of a map with no
     channel axis.
+
+    `norm` is `"l2"`, `"l1"`, `"linf"` (largest magnitude) or `"max"`: the largest signed
+    value, without abs (the `non_abs_max` criterion of the official APS code); for `"max"`
+    the per-pixel term is the largest channel value and the spread sums its square.
     """
     s = stride
     shape = ops.shape(x)
     h, w, c = shape[1], shape[2], x.shape[3]
-    if norm == "linf":
+    # `initial` (0 for magnitudes, -inf for signed values) changes no result and lets an
+    # empty batch through eagerly.
+    initial = float("-inf") if norm == "max" else 0.0
+    if norm in ("linf", "max"):
         # XLA's max skips NaN where TF's returns it: make NaN propagate explicitly, so a
         # component holding a NaN has a NaN norm on every backend and compiler.
-        # (`initial=0` changes no magnitude and lets an empty batch through eagerly.)
+        values = ops.abs(x) if norm == "linf" else x
         per_pixel = ops.where(ops.any(ops.isnan(x), axis=-1), float("nan"),
-                              ops.max(ops.abs(x), axis=-1, initial=0.0))
+                              ops.max(values, axis=-1, initial=initial))
     else:
         # max(x*x, 0) == x*x. The max is there for XLA on CPU: with 64 channels it runs
         # the per-pixel matvec 1.7-2x slower when a bare multiply feeds it (64x32x32x64:
@@ -87,9 +94,9 @@ def component_norms(x, stride, norm, with_spread=False):
         magnitude = ops.maximum(ops.square(x), 0.0) if norm == "l2" else ops.abs(x)
         per_pixel = ops.matmul(ops.reshape(magnitude, (-1, c)), ops.ones((c, 1), x.dtype))
     grid = ops.reshape(per_pixel, (-1, h // s, s, w // s, s))
-    if norm == "linf":
+    if norm in ("linf", "max"):
         norms = ops.where(ops.any(ops.isnan(grid), axis=(1, 3)), float("nan"),
-                          ops.max(grid, axis=(1, 3), initial=0.0))
+                          ops.max(grid, axis=(1, 3), initial=initial))
         norms = ops.cast(norms, SELECTION_DTYPE)  # exact in any order
     else:
         norms = invariant_sum(grid, axis=(1, 3))

@@ -9,18 +9,21 @@ def numpy_aps(x, stride, norm):
     """Float64 reference written from the definition: slice, norm, argmax, per sample."""
     x = x.astype(np.float64)
     comps = [x[:, i::stride, j::stride] for i in range(stride) for j in range(stride)]
-    if norm == "l2":
+    base = norm.removesuffix("_min")
+    if base == "l2":
         norms = np.stack([np.sqrt((c ** 2).sum(axis=(1, 2, 3))) for c in comps], 1)
-    elif norm == "l1":
+    elif base == "l1":
         norms = np.stack([np.abs(c).sum(axis=(1, 2, 3)) for c in comps], 1)
+    elif base == "non_abs_max":  # official: torch.max without abs, then argmax
+        norms = np.stack([c.max(axis=(1, 2, 3)) for c in comps], 1)
     else:
         norms = np.stack([np.abs(c).max(axis=(1, 2, 3)) for c in comps], 1)
-    index = norms.argmax(1)
+    index = norms.argmin(1) if norm.endswith("_min") else norms.argmax(1)
     return np.stack([comps[k][b] for b, k in enumerate(index)]), index
 
 
 @pytest.mark.parametrize("stride", [2, 3])
-@pytest.mark.parametrize("norm", ["l2", "l1", "linf"])
+@pytest.mark.parametrize("norm", ["l2", "l1", "linf", "l2_min", "l1_min", "non_abs_max"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_matches_numpy_reference(stride, norm, seed):
     x = np.random.default_rng(seed).normal(size=(4, 12, 12, 3)).astype("float32")
@@ -80,7 +83,7 @@ def test_odd_and_non_square_sizes_are_wrap_padded(rng):
     np.testing.assert_allclose(to_numpy(y), ref, atol=1e-6)
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"stride": 3, "norm": "l1"},
+@pytest.mark.parametrize("kwargs", [{}, {"stride": 3, "norm": "l1"}, {"norm": "l1_min"},
                                     {"antialias": "lowpass3", "return_probs": True},
                                     {"antialias": "ddac3", "score_unfiltered": True}])
 def test_layer_contract(tmp_path, kwargs):
@@ -89,3 +92,41 @@ def test_layer_contract(tmp_path, kwargs):
     if kwargs.get("return_probs"):
         shapes.append((2, s * s))
     run_layer_test(APSDownsampling2D, kwargs, (2, 12, 12, 8), shapes, tmp_path)
+
+
+@pytest.mark.parametrize("norm,other", [("l2_min", "l2"), ("l1_min", "l1"),
+                                        ("non_abs_max", "linf")])
+def test_official_criteria_pick_other_components_than_their_counterparts(rng, norm, other):
+    # Shifted inputs so signed max and largest magnitude disagree: the reference test above
+    # would pass for a criterion wired to its counterpart only if they always agreed.
+    x = (rng.normal(size=(64, 8, 8, 2)) - 1.5).astype("float32")
+    picked = np.argmax(to_numpy(APSDownsampling2D(norm=norm, return_probs=True)(x)[1]), 1)
+    counterpart = np.argmax(to_numpy(APSDownsampling2D(norm=other, return_probs=True)(x)[1]), 1)
+    np.testing.assert_array_equal(picked, numpy_aps(x, 2, norm)[1])
+    assert np.mean(picked != counterpart) > 0.3
+
+
+def test_non_abs_max_on_negative_inputs(rng):
+    # All values negative: the largest signed value is the one closest to zero.
+    x = -np.abs(rng.normal(size=(16, 6, 6, 3))).astype("float32") - 0.1
+    _, probs = APSDownsampling2D(norm="non_abs_max", return_probs=True)(x)
+    np.testing.assert_array_equal(np.argmax(to_numpy(probs), 1), numpy_aps(x, 2, "non_abs_max")[1])
+
+
+@pytest.mark.parametrize("norm", ["l2_min", "l1_min", "non_abs_max"])
+def test_official_criteria_shift_law(rng, norm):
+    x = rng.normal(size=(3, 12, 12, 4)).astype("float32")
+    layer = APSDownsampling2D(2, norm=norm, return_probs=True)
+    y, probs = layer(x)
+    index = np.argmax(to_numpy(probs), 1)
+    for shift in SHIFTS:
+        y_s = to_numpy(layer(np.roll(x, shift, (1, 2)))[0])
+        assert np.array_equal(y_s, expected_after_shift(y, index, shift, 2))
+
+
+def test_nan_component_is_never_kept_by_min_criteria(rng):
+    x = rng.normal(size=(2, 8, 8, 3)).astype("float32")
+    x[:, 0, 0, 0] = np.nan  # component 0 holds a NaN (its norm would be NaN)
+    x[:, 0::2, 0::2] *= 1e-3  # and would otherwise be the smallest
+    _, probs = APSDownsampling2D(norm="l2_min", return_probs=True)(x)
+    assert np.all(np.argmax(to_numpy(probs), 1) != 0)

@@ -160,3 +160,74 @@ def test_layer_contract_options(tmp_path, kwargs):
     s = kwargs.get("stride", 2)
     run_layer_test(LPSDownsampling2D, kwargs, (2, 12, 12, 8), [(2, 12 // s, 12 // s, 8)],
                    tmp_path)
+
+
+# ------------------------------------------------------- official-code scorer options
+
+OFFICIAL_OPTIONS = [
+    {"logits_model": "conv", "scorer_head": "official", "scorer_init": "torch"},
+    {"logits_model": "conv_skip", "scorer_head": "official", "scorer_init": "torch"},
+    {"logits_model": "perceptron", "scorer_head": "official"},
+    {"logits_model": "attention_bn", "scorer_init": "torch", "scorer_bn_epsilon": 1e-5,
+     "scorer_bn_momentum": 0.9},
+]
+
+
+@pytest.mark.parametrize("options", OFFICIAL_OPTIONS,
+                         ids=lambda o: f"{o['logits_model']}")
+def test_layer_contract_official_options(tmp_path, options):
+    kwargs = {**options, "return_probs": True, "seed": 1}
+    if options["logits_model"] != "conv_skip":
+        kwargs["hidden_channels"] = 4
+    layer = run_layer_test(LPSDownsampling2D, kwargs, (2, 8, 8, 8), [(2, 4, 4, 8), (2, 4)],
+                           tmp_path)
+    clone = LPSDownsampling2D.from_config(layer.get_config())
+    for key, value in options.items():
+        assert getattr(clone, key) == value, key
+    assert clone.scorer.head_type == options.get("scorer_head", "single")
+    assert clone.scorer.init == options.get("scorer_init", "keras")
+
+
+def test_official_options_default_to_the_original_layer():
+    config = LPSDownsampling2D().get_config()
+    assert (config["scorer_head"], config["scorer_init"], config["scorer_bn_epsilon"],
+            config["scorer_bn_momentum"]) == ("single", "keras", 1e-3, 0.99)
+    old = {key: value for key, value in config.items() if not key.startswith("scorer_")}
+    assert LPSDownsampling2D.from_config(old).get_config() == config  # old saved configs
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"logits_model": "graph", "scorer_head": "official"}, "scorer_head"),
+    ({"scorer_head": "multi"}, "scorer_head"),
+    ({"scorer_init": "he"}, "scorer_init"),
+    ({"scorer_bn_epsilon": 0.0}, "scorer_bn_epsilon"),
+    ({"scorer_bn_momentum": -0.1}, "scorer_bn_momentum"),
+])
+def test_official_options_are_validated(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LPSDownsampling2D(**kwargs)
+
+
+@pytest.mark.parametrize("options", OFFICIAL_OPTIONS[:3], ids=lambda o: o["logits_model"])
+def test_gradients_reach_every_official_scorer_weight(rng, options):
+    x = tf.constant(rng.normal(size=(2, 8, 8, 4)).astype("float32"))
+    layer = _lps(train_mode="softmax", tau=2.0, **options)
+    layer(x, training=False)
+    target = tf.constant(rng.normal(size=(2, 4, 4, 4)).astype("float32"))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum((layer(x, training=True) - target) ** 2)
+    weights = layer.scorer.trainable_weights
+    for w, g in zip(weights, tape.gradient(loss, weights), strict=True):
+        assert g is not None and np.any(to_numpy(g) != 0), w.path
+    # The mean-bias gradient cancels in the softmax, as in PyTorch; the others do not.
+
+
+@pytest.mark.parametrize("options", OFFICIAL_OPTIONS, ids=lambda o: o["logits_model"])
+def test_shift_law_with_official_options(rng, options):
+    x = rng.normal(size=(3, 12, 12, 4)).astype("float32")
+    layer = _lps(return_probs=True, **options)
+    y, probs = layer(x, training=False)
+    index = np.argmax(to_numpy(probs), 1)
+    for shift in SHIFTS[::5]:
+        y_s = to_numpy(layer(np.roll(x, shift, (1, 2)), training=False)[0])
+        assert np.array_equal(y_s, expected_after_shift(y, index, shift, 2))

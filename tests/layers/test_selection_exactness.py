@@ -89,6 +89,17 @@ def test_aps_never_flips(norm, antialias, stride):
 
 
 @pytest.mark.parametrize("stride", [2, 3])
+@pytest.mark.parametrize("antialias", [None, "lowpass3"])
+@pytest.mark.parametrize("norm", ["l2_min", "l1_min", "non_abs_max"])
+def test_aps_official_criteria_never_flip(norm, antialias, stride):
+    flips, pairs, near_ties = _check_pairs(
+        lambda: APSDownsampling2D(stride, norm=norm, antialias=antialias, return_probs=True),
+        stride, inits=2, images_per_init=50)
+    assert pairs >= 1000
+    assert flips == 0, f"{flips} of {pairs} pairs did not commute with the shift"
+
+
+@pytest.mark.parametrize("stride", [2, 3])
 @pytest.mark.parametrize("logits_model", SCORERS)
 def test_lps_never_flips_at_initialisation(logits_model, stride):
     # The default width (None: the input channels) and many initialisations: near-ties
@@ -98,6 +109,19 @@ def test_lps_never_flips_at_initialisation(logits_model, stride):
         lambda: LPSDownsampling2D(stride, logits_model=logits_model, return_probs=True),
         stride, inits=inits, images_per_init=12 if logits_model == "conv" else 20)
     assert pairs >= 2000
+    assert near_ties > 0
+    assert flips == 0, f"{flips} of {pairs} pairs did not commute with the shift"
+
+
+@pytest.mark.parametrize("logits_model", ["conv", "conv_skip", "perceptron"])
+def test_lps_official_head_and_torch_init_never_flip(logits_model):
+    # The official head averages h filters and adds the mean bias: still a pooled
+    # float64 sum, so still exact.
+    flips, pairs, near_ties = _check_pairs(
+        lambda: LPSDownsampling2D(2, logits_model=logits_model, scorer_head="official",
+                                  scorer_init="torch", return_probs=True),
+        2, inits=4, images_per_init=20)
+    assert pairs >= 960
     assert near_ties > 0
     assert flips == 0, f"{flips} of {pairs} pairs did not commute with the shift"
 
@@ -149,6 +173,16 @@ def test_l1_ties_after_a_blur_are_broken_by_the_pixel_spread():
     layer = APSDownsampling2D(2, norm="l1", antialias="lowpass3", return_probs=True)
     norms = np.sort(_scores(layer, x), axis=1)
     assert np.sum(norms[:, -1] == norms[:, -2]) > 0
+    assert _flips_on(layer, x, 2) == 0
+
+
+def test_l1_min_ties_after_a_blur_are_broken_by_the_smallest_spread():
+    # As above, but keeping the smallest norm: ties for the minimum occur and the second
+    # criterion (smallest spread) follows the shift, where the lowest index would not.
+    x = natural_images(200, 16, CHANNELS, seed=4)
+    layer = APSDownsampling2D(2, norm="l1_min", antialias="lowpass3", return_probs=True)
+    norms = np.sort(_scores(layer, x), axis=1)
+    assert np.sum(norms[:, 0] == norms[:, 1]) > 0
     assert _flips_on(layer, x, 2) == 0
 
 
