@@ -3,7 +3,7 @@
 See docs/design.md, section 6.
 """
 
-from configs.base import get_base_config, official_code_fields, tau_recipe
+from configs.base import get_base_config, tau_recipe, use_official_code_settings
 
 
 def imagenet_resnet(depth, downsampling, antialias=None):
@@ -14,7 +14,7 @@ def imagenet_resnet(depth, downsampling, antialias=None):
     config.model.stem = "imagenet"
     config.model.downsampling = downsampling
     config.model.antialias = antialias
-    config.model.update(official_code_fields())
+    use_official_code_settings(config.model)
     config.train.epochs = 90
     config.train.batch_size = 256
     config.train.optimizer = "pytorch_sgd"  # torch.optim.SGD: coupled L2 weight decay

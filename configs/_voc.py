@@ -1,6 +1,11 @@
 """PASCAL VOC 2012 DeepLabV3+ recipe of the LPS paper (docs/design.md, section 6)."""
 
-from configs.base import deeplab_model_config, get_base_config, official_code_fields, tau_recipe
+from configs.base import (
+    deeplab_model_config,
+    get_base_config,
+    tau_recipe,
+    use_official_code_settings,
+)
 
 
 def voc_deeplab(backbone):
@@ -8,7 +13,7 @@ def voc_deeplab(backbone):
     config.data.name = "voc"
     config.data.augment = "flip+scale"
     config.data.crop_size = 512  # divisible by 32: exact equivariance
-    config.model = deeplab_model_config(backbone=backbone, **official_code_fields())
+    config.model = use_official_code_settings(deeplab_model_config(backbone=backbone))
     config.train.epochs = 50
     config.train.batch_size = 16
     config.train.optimizer = "pytorch_sgd"  # torch.optim.SGD: coupled L2 weight decay

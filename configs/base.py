@@ -8,7 +8,8 @@ import ml_collections
 
 from lps_keras.training.temperature import TAU_RECIPES
 
-_LPS_DEFAULTS = {"tau": 1.0, "train_mode": "gumbel", "inference_mode": "argmax", "hard": False}
+_LPS_DEFAULTS = {"tau": 1.0, "train_mode": "gumbel", "inference_mode": "argmax", "hard": False,
+                 "scorer_head": "single", "scorer_init": "keras"}
 
 # LPS scorer width of every config unless it overrides it: None is the full input width of
 # the papers. (The model builders' own default is "auto", a quarter of the input width,
@@ -30,14 +31,30 @@ def sampling_fields():
         # The library's defaults; `official_code_fields()` lists the papers' code's.
         "score_unfiltered": True, "stem_antialias": True, "conv1_stride": False,
         "maxpool_zpad": False, "swap_conv_pool": False, "init": "keras",
+        "antialias_kwargs": ml_collections.ConfigDict(),
     }
 
 
-def official_code_fields():
-    """The `config.model` settings in which the papers' code differs from the library's
-    defaults (see lps_keras.models.SamplingSpec): selection on the filtered input, no blur
-    before the ImageNet stem's first downsampler, PyTorch's initialisation."""
-    return {"score_unfiltered": False, "stem_antialias": False, "init": "torch"}
+# The DDAC of the papers' code: one softmax over all groups * k * k kernel logits, PyTorch's
+# BatchNorm constants.
+OFFICIAL_DDAC = {"softmax": "joint", "epsilon": 1e-5, "momentum": 0.9}
+
+
+def use_official_code_settings(model):
+    """Sets `model` (a `config.model`) to the papers' code's settings where they differ from
+    the library's defaults (see lps_keras.models.SamplingSpec and docs/official_code.md):
+    selection on the filtered input, no blur before the ImageNet stem's first downsampler,
+    PyTorch's initialisation, the official conv scorer (an h->h last conv with bias and a
+    mean over channels, PyTorch init) and the official DDAC. Call it after setting
+    `model.antialias`."""
+    model.score_unfiltered = False
+    model.stem_antialias = False
+    model.init = "torch"
+    model.lps.scorer_head = "official"
+    model.lps.scorer_init = "torch"
+    if model.antialias and model.antialias.startswith("ddac"):
+        model.antialias_kwargs = dict(OFFICIAL_DDAC)
+    return model
 
 
 def tau_recipe(name, **overrides):

@@ -120,6 +120,10 @@ def test_paper_configs_train_like_the_papers_code(name):
     assert (model.score_unfiltered, model.stem_antialias, model.init) == (False, False,
                                                                           "torch")
     assert not (model.conv1_stride or model.maxpool_zpad or model.swap_conv_pool)
+    assert (model.lps.scorer_head, model.lps.scorer_init) == ("official", "torch")
+    if (model.antialias or "").startswith("ddac"):
+        assert model.antialias_kwargs.to_dict() == {"softmax": "joint", "epsilon": 1e-5,
+                                                    "momentum": 0.9}
     info = dataset_info(config.data.name)
     model_config = config.model.to_dict()
     if model_config.get("depth", 0) > 34:
@@ -127,6 +131,18 @@ def test_paper_configs_train_like_the_papers_code(name):
     if model_config.get("backbone") in ("resnet50", "resnet101"):
         model_config["backbone"] = "resnet18"
     built = builders.build_model(model_config, (64, 64, 3), info.num_classes or 10)
+    reached = set()
+    for layer in built.layers:  # the settings reach the layers
+        if type(layer).__name__ == "LPSDownsampling2D":
+            assert layer.get_config()["scorer_head"] == "official"
+            reached.add("scorer_head")
+        antialias = getattr(layer, "antialias_layer", None)
+        if type(antialias).__name__ == "DDAC2D":
+            assert antialias.get_config()["softmax"] == "joint"
+            assert antialias.get_config()["epsilon"] == 1e-5
+            reached.add("ddac")
+    assert ("scorer_head" in reached) == (config.model.downsampling == "lps")
+    assert ("ddac" in reached) == (config.model.antialias or "").startswith("ddac")
     optimizer = builders.build_optimizer(config.train, steps_per_epoch=10, model=built)
     assert isinstance(optimizer, PyTorchSGD) and optimizer.l2 == config.train.weight_decay
     # The scorers stay out of the weight decay, as in the papers' code.

@@ -10,11 +10,18 @@ from lps_keras.layers.lowpass import LowPassFilter2D
 _SPEC = re.compile(r"^(lowpass|ddac)([1-7])$")
 
 
-def get_antialias(spec, padding_mode="circular", name=None):
+def get_antialias(spec, padding_mode="circular", name=None, **kwargs):
     """Turns `None`, a layer, a config dict or a string like `"lowpass3"`/`"ddac3"` into a layer.
 
     Returns `None` for no anti-aliasing. The layer must keep the spatial size (stride 1).
+    `kwargs` go to the constructor of a layer named by a string (e.g. `softmax="joint"`,
+    `epsilon=1e-5` for the DDAC of the papers' code); they are refused with a layer or a
+    config dict, which already hold their settings.
     """
+    if kwargs and not isinstance(spec, str):
+        raise ValueError(
+            f"Antialias keyword arguments {sorted(kwargs)} apply to a string `antialias` "
+            f"('lowpassN'/'ddacN') only; got {spec!r}.")
     if spec is None or spec == "none":
         return None
     if isinstance(spec, keras.layers.Layer):
@@ -26,8 +33,8 @@ def get_antialias(spec, padding_mode="circular", name=None):
         if match:
             kind, size = match.group(1), int(match.group(2))
             if kind == "lowpass":
-                return LowPassFilter2D(size, padding_mode=padding_mode, name=name)
-            return DDAC2D(kernel_size=size, padding_mode=padding_mode, name=name)
+                return LowPassFilter2D(size, padding_mode=padding_mode, name=name, **kwargs)
+            return DDAC2D(kernel_size=size, padding_mode=padding_mode, name=name, **kwargs)
     raise ValueError(
         "`antialias` must be None, a Keras layer, or a string 'lowpassN' (N in 1-7) or "
         f"'ddacN' (N in 1-7), e.g. 'lowpass3' or 'ddac3'; got {spec!r}."

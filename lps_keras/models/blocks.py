@@ -146,7 +146,8 @@ class Builder(ConvFactory):
     def _antialias_layer(self, name):
         if self.antialias is None:
             return None
-        return get_antialias(self.antialias, padding_mode=self.padding_mode, name=name)
+        return get_antialias(self.antialias, padding_mode=self.padding_mode, name=name,
+                             **self.spec.antialias_kwargs)
 
 
 def _selects(b, stride):

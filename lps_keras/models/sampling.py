@@ -79,6 +79,9 @@ class SamplingSpec:
         init: `"keras"` (he_normal convs, glorot_uniform dense) or `"torch"` (as the papers'
             PyTorch models: convs kaiming_normal with fan_out and the ReLU gain, BN (1, 0),
             the classifier PyTorch's default uniform kernel and bias).
+        antialias_kwargs: extra constructor arguments of the `antialias` layer, e.g.
+            `{"softmax": "joint", "epsilon": 1e-5, "momentum": 0.9}` for the DDAC of the
+            papers' code (see `DDAC2D`).
 
     Example:
 
@@ -103,6 +106,7 @@ class SamplingSpec:
     maxpool_zpad: bool = False
     swap_conv_pool: bool = False
     init: str = "keras"
+    antialias_kwargs: dict | None = dataclasses.field(default=None, hash=False)
 
     def __post_init__(self):
         check_choice("downsampling", self.downsampling, DOWNSAMPLING)
@@ -113,7 +117,9 @@ class SamplingSpec:
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"`{flag}` must be True or False; got "
                                  f"{getattr(self, flag)!r}.")
-        get_antialias(self.antialias)  # validate early, before any layer is made
+        object.__setattr__(self, "antialias_kwargs", dict(self.antialias_kwargs or {}))
+        # Validate early, before any layer is made.
+        get_antialias(self.antialias, **self.antialias_kwargs)
         if self.downsampling == "strided" and self.antialias is not None:
             raise ValueError(
                 "`antialias` needs a downsampler to act before: use downsampling='blurpool', "
@@ -153,6 +159,7 @@ class SamplingSpec:
         """Plain, JSON-ready values (for `get_config` and config files)."""
         config = {name: getattr(self, name) for name in self.field_names()}
         config["lps_kwargs"] = dict(self.lps_kwargs)
+        config["antialias_kwargs"] = dict(self.antialias_kwargs)
         if isinstance(self.logits_channels, tuple):
             config["logits_channels"] = list(self.logits_channels)
         return config
