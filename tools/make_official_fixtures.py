@@ -185,10 +185,11 @@ def seed(s):
 
 
 def npf(t):
+    # always a copy: a numpy view of a live parameter would follow later in-place updates
     t = t.detach().cpu()
     if t.is_floating_point():
-        return t.to(torch.float32).numpy()
-    return t.numpy()
+        return t.to(torch.float32).numpy().copy()
+    return t.numpy().copy()
 
 
 class Writer:
@@ -410,7 +411,7 @@ def make_lps_down_up(W, L):
         m.train()
         with torch.no_grad():
             y, (probs, logits) = m(x, ret_prob=True)
-        after = {"param_after/" + k: v for k, v in m.state_dict().items()}
+        after = {"param_after/" + k: v.clone() for k, v in m.state_dict().items()}
         m.load_state_dict(state_before)
         W.save(f"lps_down_{lm}_train_softmax",
                dict({"input": x, "output": y, "logits": logits, "probs": probs}, **after),
@@ -419,6 +420,18 @@ def make_lps_down_up(W, L):
                       " noise; returns (out, (probs, logits)); param/ = state before the call,"
                       " param_after/ = state after it (BatchNorm running stats, momentum 0.1)",
                       tau=tau), module=m)
+
+        # eval with comp_convex=True: component_mode 'test_convex' (softmax at test time)
+        if lm == "LPSLogitLayers":
+            m.eval()
+            m.comp_convex = True
+            with torch.no_grad():
+                y, probs = m(x, ret_prob=True)
+            m.comp_convex = False
+            W.save(f"lps_down_{lm}_eval_convex", {"input": x, "output": y, "probs": probs},
+                   W.meta("lps", official_class=cls, args=dict(args, comp_convex=True),
+                          mode="eval: component_mode='test_convex' = softmax(logits/tau);"
+                               " returns (out, probs)", tau=tau), module=m)
 
         # e. paired LPU: upsample the LPD output with the LPD probabilities / logits
         if lm == "LPSLogitLayers":
