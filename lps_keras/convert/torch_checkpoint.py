@@ -178,6 +178,9 @@ INERT_MODULE_PREFIXES = (
     "learn_poly_sampling.",
     "models.",
     "layers.",
+    # Optimizer / scheduler classes named in hyper-parameters (the LPS Lightning module
+    # stores `optimizer=torch.optim.SGD`); only the name is kept, nothing is called.
+    "torch.optim.",
     # PyTorch Lightning callback objects and their states.
     "pytorch_lightning.callbacks.",
     "lightning.pytorch.callbacks.",

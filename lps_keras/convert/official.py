@@ -1,0 +1,351 @@
+"""Converts the papers' official PyTorch checkpoints to lps_keras models.
+
+Recognised checkpoints (`checkpoint_kind`):
+
+* `"lps_resnet"` — the LPS repo's Lightning checkpoint of a `ResNet*Custom` classifier
+  (`hyper_parameters` + `state_dict` keys `core.*`). Settings are read from
+  `hyper_parameters` (`padding_mode`, the `pooling_layer` partial: scorer class,
+  `comp_train_convex`, `comp_convex`, `selection_noantialias`, `logits_pad`,
+  `antialias_layer`; `extras_model`: `swap_conv_pool`, ...); scorer widths and every `tau`
+  come from the tensors. The official model returns **log_softmax**; ours returns logits
+  unless `log_softmax=True` (same argmax, `log_softmax(ours)` matches theirs).
+* `"aps_resnet"` — the APS repo's checkpoint (`{'model': state_dict, 'optimizer', ...}`,
+  optionally `arch`): `Small_ResNet`/`ResNet` with `ApsPool` (blur size from the `filt`
+  buffers, circular padding when convs are `Sequential(pad, conv)`), criterion `l2`
+  (the APS default; the file does not store it). Selection on the unblurred input, as the
+  official `ApsPool`.
+* `"torchvision_resnet"` — a plain torchvision ResNet `state_dict` -> our strided ResNet
+  with zero padding (`downsampling="blurpool"`/`"aps"` overrides load the same weights).
+
+Depth, stem and classes are read from the tensors. Every tensor must find its place and
+every Keras weight must get a tensor, else `ConversionError` lists them. Buffers with no
+Keras counterpart are consumed with a documented reason (`NOT_NEEDED`).
+
+Not supported (a clear error): the LPS DeepLabV3+ checkpoint, LPS ImageNet-stem models, an
+antialias layer inside the official LPS pooling, and a scorer padding (`logits_pad`)
+different from the network's padding.
+"""
+
+import os
+import re
+
+import keras
+import numpy as np
+
+from lps_keras.convert.torch_checkpoint import PickledGlobal, PickledObject, load_torch_checkpoint
+from lps_keras.convert.weights import (
+    BN_NAMES,
+    ConversionError,
+    StateDictConsumer,
+    assign_weights,
+    binomial_filter,
+    conv_kernel,
+    dense_kernel,
+)
+from lps_keras.models.resnet import DEPTHS, resnet
+from lps_keras.models.sampling import SamplingSpec
+
+__all__ = ["NOT_NEEDED", "build_spec", "checkpoint_kind", "convert_checkpoint"]
+
+NOT_NEEDED = {
+    "num_batches_tracked": "Keras BN keeps no step counter; PyTorch uses it only with "
+                           "momentum=None (cumulative average), not in the papers' models",
+    "shortcut_tau": "the shortcut LPS reuses the main branch's selection (logits in eval, "
+                    "probabilities in training), so its own gumbel_tau is never read",
+    "filt": "the fixed binomial blur buffer: checked equal to our LowPassFilter2D kernel",
+}
+
+# Official scorer class -> our logits_model (with scorer_head="official").
+OFFICIAL_SCORERS = {
+    "LPSLogitLayers": "conv",
+    "LPSLogitLayersV2": "conv",
+    "LPSLogitLayersSkip": "conv_skip",
+    "ComponentPerceptron": "perceptron",
+}
+
+_MODEL_KEYS = {"depth", "num_classes", "input_shape", "stem", "log_softmax", "name"}
+
+
+def _load(path_or_loaded):
+    if isinstance(path_or_loaded, (str, os.PathLike)):
+        return load_torch_checkpoint(path_or_loaded)
+    return path_or_loaded
+
+
+def checkpoint_kind(ckpt):
+    """`"lps_resnet"`, `"lps_deeplab"`, `"aps_resnet"` or `"torchvision_resnet"`."""
+    if not isinstance(ckpt, dict):
+        raise ConversionError(f"A checkpoint must be a dict; got {type(ckpt).__name__}.")
+    if "state_dict" in ckpt and "hyper_parameters" in ckpt:
+        keys = list(ckpt["state_dict"])
+        if keys and all(k.startswith("core.") for k in keys):
+            return "lps_resnet"
+        if keys and all(k.startswith("model.") for k in keys):
+            return "lps_deeplab"
+        raise ConversionError("A Lightning checkpoint whose state_dict keys are neither all "
+                              "'core.*' (LPS ResNet) nor 'model.*' (LPS DeepLab).")
+    if isinstance(ckpt.get("model"), dict):
+        return "aps_resnet"
+    if "conv1.weight" in ckpt and "fc.weight" in ckpt:
+        return "torchvision_resnet"
+    raise ConversionError(
+        "Unrecognised checkpoint: expected an LPS Lightning checkpoint (hyper_parameters + "
+        "state_dict 'core.*'), an APS checkpoint ({'model': state_dict, ...}) or a "
+        f"torchvision ResNet state_dict; got top-level keys {sorted(map(str, ckpt))[:10]}.")
+
+
+def _state_dict(ckpt, kind):
+    if kind == "lps_resnet":
+        return {k[len("core."):]: v for k, v in ckpt["state_dict"].items()}, "core."
+    if kind == "aps_resnet":
+        sd = ckpt["model"]
+    else:
+        sd = ckpt
+    if sd and all(k.startswith("module.") for k in sd):  # DataParallel
+        return {k[len("module."):]: v for k, v in sd.items()}, "module."
+    return dict(sd), ""
+
+
+def _architecture(sd):
+    """(depth, stem, num_classes) from a ResNet state_dict (prefix removed)."""
+    blocks = {}
+    bottleneck = False
+    for key in sd:
+        m = re.match(r"layer(\d+)\.(\d+)\.", key)
+        if m:
+            s, i = int(m.group(1)), int(m.group(2))
+            blocks[s] = max(blocks.get(s, 0), i + 1)
+            bottleneck |= key.startswith(f"layer{s}.{i}.conv3")
+    counts = tuple(blocks[s] for s in sorted(blocks))
+    kind = "bottleneck" if bottleneck else "basic"
+    depth = next((d for d, (k, n, _) in DEPTHS.items() if k == kind and n == counts), None)
+    if depth is None:
+        raise ConversionError(f"No ResNet depth with {kind} blocks {counts}.")
+    stem_key = next(k for k in sd if re.match(r"conv1(\.\d+)*\.weight$", k))
+    stem = "imagenet" if np.asarray(sd[stem_key]).shape[-1] == 7 else "cifar"
+    num_classes = int(np.asarray(sd["fc.weight"]).shape[0])
+    return depth, stem, num_classes
+
+
+def _partial_kwargs(obj):
+    """The keyword arguments of a pickled functools.partial (or {} for None)."""
+    if obj is None:
+        return {}
+    if isinstance(obj, PickledObject) and obj.name == "partial":
+        kwargs = dict(obj.kwargs or {})
+        if isinstance(obj.state, tuple) and len(obj.state) >= 3 and obj.state[2]:
+            kwargs.update(obj.state[2])
+        return kwargs
+    raise ConversionError(f"Expected a functools.partial of the pooling layer; got {obj!r}.")
+
+
+def _lps_settings(hp, sd):
+    pool = _partial_kwargs(hp.get("pooling_layer"))
+    extras = dict(hp.get("extras_model") or {})
+    selection = pool.get("component_selection")
+    if isinstance(selection, PickledGlobal) and selection.name != "LPS":
+        raise ConversionError(f"Only LPS component selection converts; got {selection.name}.")
+    scorer = pool.get("get_logits")
+    scorer_name = scorer.name if isinstance(scorer, PickledGlobal) else "LPSLogitLayersV2"
+    if scorer_name not in OFFICIAL_SCORERS:
+        raise ConversionError(
+            f"The official scorer {scorer_name} differs in structure from ours; convertible: "
+            f"{sorted(OFFICIAL_SCORERS)}.")
+    if pool.get("antialias_layer") is not None:
+        raise ConversionError("An antialias layer inside the LPS pooling is not converted yet.")
+    padding = hp.get("padding_mode", "zeros")
+    padding = {"zeros": "zeros", "circular": "circular"}.get(padding)
+    if padding is None:
+        raise ConversionError(f"Unsupported padding_mode {hp.get('padding_mode')!r}.")
+    logits_pad = pool.get("logits_pad", padding)
+    if logits_pad != padding:
+        raise ConversionError(f"logits_pad {logits_pad!r} differs from padding_mode {padding!r}; "
+                              "our scorers use the network's padding.")
+    for flag in ("conv1_stride", "maxpool_zpad", "inc_conv1_support"):
+        if extras.get(flag):
+            raise ConversionError(f"extras_model[{flag!r}]=True is not converted.")
+    widths = {}
+    for key, value in sd.items():
+        m = re.match(r"layer(\d+)\.0\.conv2\.0\.component_selection\.get_logits\.conv1\.weight$",
+                     key)
+        if m:
+            widths[int(m.group(1))] = int(np.asarray(value).shape[0])
+    return dict(
+        downsampling="lps", padding_mode=padding, logits_model=OFFICIAL_SCORERS[scorer_name],
+        score_unfiltered=bool(pool.get("selection_noantialias", False)),
+        swap_conv_pool=bool(extras.get("swap_conv_pool", False)),
+        stem_antialias=False, init="torch",
+        lps_kwargs={"scorer_head": "official", "scorer_init": "torch",
+                    "train_mode": "softmax" if pool.get("comp_train_convex") else "gumbel",
+                    "inference_mode": "softmax" if pool.get("comp_convex") else "argmax"},
+        _widths=widths,
+    )
+
+
+def build_spec(ckpt, kind=None):
+    """(model keyword arguments, SamplingSpec keyword arguments) read from a checkpoint."""
+    kind = kind or checkpoint_kind(ckpt)
+    if kind == "lps_deeplab":
+        raise ConversionError("The LPS DeepLabV3+ checkpoint is recognised but not converted "
+                              "yet (see docs/official_code.md).")
+    sd, _ = _state_dict(ckpt, kind)
+    depth, stem, num_classes = _architecture(sd)
+    model = {"depth": depth, "stem": stem, "num_classes": num_classes, "input_shape": None}
+    if kind == "lps_resnet":
+        hp = ckpt["hyper_parameters"]
+        if hp.get("input_shape"):
+            c, h, w = hp["input_shape"]
+            model["input_shape"] = (h, w, c)
+        spec = _lps_settings(hp, sd)
+        widths = spec.pop("_widths")
+        n_stages = len(DEPTHS[depth][1])
+        spec["logits_channels"] = tuple(widths.get(s + 1, None) for s in range(n_stages))
+        if stem == "imagenet":
+            raise ConversionError("LPS ImageNet-stem checkpoints are not converted yet.")
+    elif kind == "aps_resnet":
+        circular = any(re.match(r"conv1\.1\.weight$", k) for k in sd)
+        filt = next((v for k, v in sd.items() if k.endswith(".filt")), None)
+        size = 1 if filt is None else int(np.asarray(filt).shape[-1])
+        spec = dict(downsampling="aps", padding_mode="circular" if circular else "zeros",
+                    antialias=f"lowpass{size}" if size > 1 else None,
+                    score_unfiltered=True, stem_antialias=False, init="torch")
+        if stem == "cifar":
+            model["input_shape"] = (32, 32, 3)
+    else:
+        spec = dict(downsampling="strided", padding_mode="zeros", init="torch")
+    return model, spec
+
+
+def _split_overrides(overrides):
+    model = {k: v for k, v in overrides.items() if k in _MODEL_KEYS}
+    rest = {k: v for k, v in overrides.items() if k not in _MODEL_KEYS}
+    unknown = set(rest) - set(SamplingSpec.field_names()) - {"lps_kwargs"}
+    if unknown:
+        raise ConversionError(
+            f"Unknown override(s) {sorted(unknown)}; use {sorted(_MODEL_KEYS)} or SamplingSpec "
+            f"fields {list(SamplingSpec.field_names())}.")
+    return model, rest
+
+
+def convert_checkpoint(path_or_loaded, allow_missing=False, **overrides):
+    """Builds the Keras model of an official checkpoint and loads every tensor.
+
+    Args:
+        path_or_loaded: a file written by `torch.save`, or what `load_torch_checkpoint`
+            returned for it.
+        allow_missing: leave Keras weights without a checkpoint tensor at their
+            initialisation (e.g. LPS scorers when loading a torchvision ResNet into an LPS
+            model) instead of raising.
+        **overrides: model settings (`depth`, `num_classes`, `input_shape`, `stem`,
+            `name`, `log_softmax`: end the model with log_softmax like the official LPS
+            classifier) and `SamplingSpec` fields; `lps_kwargs` entries are merged into the
+            ones read from the checkpoint. They win over what the checkpoint says.
+
+    Returns:
+        A `keras.Model` (logits unless `log_softmax=True`) with the checkpoint's weights.
+
+    Raises:
+        ConversionError: unrecognised layout, or tensors / weights that do not match
+            one-to-one (the message lists them).
+    """
+    ckpt = _load(path_or_loaded)
+    kind = checkpoint_kind(ckpt)
+    model_kw, spec_kw = build_spec(ckpt, kind)
+    model_over, spec_over = _split_overrides(overrides)
+    lps_over = spec_over.pop("lps_kwargs", None) or {}
+    model_kw.update(model_over)
+    spec_kw.update(spec_over)
+    spec_kw["lps_kwargs"] = {**(spec_kw.get("lps_kwargs") or {}), **lps_over}
+    log_softmax = bool(model_kw.pop("log_softmax", False))
+    name = model_kw.pop("name", None)
+    spec = SamplingSpec(**spec_kw)
+    model = resnet(model_kw["depth"], num_classes=model_kw["num_classes"],
+                   input_shape=model_kw["input_shape"], stem=model_kw["stem"], sampling=spec,
+                   name=name)
+    sd, prefix = _state_dict(ckpt, kind)
+    consumer = StateDictConsumer(sd)
+    values = _resnet_values(consumer, model, spec, prefix)
+    consumer.check_all_used()
+    assign_weights(model, values, allow_missing=allow_missing)
+    if log_softmax:
+        outputs = keras.layers.Activation("log_softmax", name="log_softmax")(model.output)
+        model = keras.Model(model.input, outputs, name=model.name)
+    return model
+
+
+_BLOCK = r"layer(\d+)\.(\d+)\."
+_LEAF = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
+
+
+def _resnet_values(consumer, model, spec, prefix):
+    """Keras weight path -> array for every tensor of a ResNet state_dict."""
+    values = {}
+    layer_names = {layer.name for layer in model.layers}
+
+    def put(layer, suffix, array, key):
+        if layer not in layer_names:
+            raise ConversionError(f"Tensor {prefix}{key} maps to layer {layer!r}, which the "
+                                  f"model ({spec.downsampling}) does not have.")
+        path = f"{layer}/{suffix}"
+        if path in values:
+            raise ConversionError(f"Two tensors map to {path} (second: {prefix}{key}).")
+        values[path] = array
+
+    def bn(layer, key, leaf):
+        array = consumer.take(key, f"{layer} {leaf}")
+        if leaf == "num_batches_tracked":
+            return
+        put(layer, BN_NAMES[leaf], array, key)
+
+    def conv(layer, key, leaf):
+        array = consumer.take(key, f"{layer} {leaf}")
+        put(layer, "kernel" if leaf == "weight" else "bias",
+            conv_kernel(array) if leaf == "weight" else array, key)
+
+    def blur(key):
+        filt = consumer.take(key, NOT_NEEDED["filt"])
+        size = filt.shape[-1]
+        want = binomial_filter(size)
+        if spec.antialias != f"lowpass{size}" or not np.allclose(filt[:, 0], want, atol=1e-6):
+            raise ConversionError(f"Blur buffer {prefix}{key} ({size}x{size}) is not the "
+                                  f"binomial filter of antialias={spec.antialias!r}.")
+
+    for key in list(consumer.tensors):
+        array = np.asarray(consumer.tensors[key])
+        if re.match(r"conv1(\.\d+)*\.(weight|bias)$", key):
+            conv("stem_conv", key, key.rsplit(".", 1)[1])
+        elif m := re.match(rf"bn1\.{_LEAF}$", key):
+            bn("stem_bn", key, m.group(1))
+        elif m := re.match(r"fc\.(weight|bias)$", key):
+            put("logits", "kernel" if m.group(1) == "weight" else "bias",
+                dense_kernel(consumer.take(key, "logits kernel")) if m.group(1) == "weight"
+                else consumer.take(key, "logits bias"), key)
+        elif m := re.match(_BLOCK + r"(.*)$", key):
+            block = f"stage{m.group(1)}_block{int(m.group(2)) + 1}"
+            rest = m.group(3)
+            if mm := re.match(r"conv(\d)\.0\.filt$", rest):
+                blur(key)
+            elif mm := re.match(r"conv(\d)\.0\.component_selection\.gumbel_tau$", rest):
+                put(f"{block}_down", "tau", consumer.take(key, f"{block}_down tau"), key)
+            elif mm := re.match(r"conv(\d)\.0\.component_selection\.get_logits\.(\w+)\."
+                                r"(weight|bias)$", rest):
+                leaf = mm.group(3)
+                arr = consumer.take(key, f"{block}_down scorer")
+                put(f"{block}_down", f"logits_model/{mm.group(2)}/"
+                    f"{'kernel' if leaf == 'weight' else 'bias'}",
+                    conv_kernel(arr) if leaf == "weight" else arr, key)
+            elif mm := re.match(r"conv(\d)(?:\.\d+)*\.(weight|bias)$", rest):
+                conv(f"{block}_{mm.group(1)}_conv", key, mm.group(2))
+            elif mm := re.match(rf"bn(\d)\.{_LEAF}$", rest):
+                bn(f"{block}_{mm.group(1)}_bn", key, mm.group(2))
+            elif re.match(r"downsample\.\d+\.filt$", rest):
+                blur(key)
+            elif re.match(r"downsample\.\d+\.component_selection\.gumbel_tau$", rest):
+                consumer.take(key, NOT_NEEDED["shortcut_tau"])
+            elif mm := re.match(rf"downsample\.\d+\.{_LEAF}$", rest):
+                leaf = mm.group(1)
+                if leaf == "weight" and array.ndim == 4:
+                    conv(f"{block}_short_conv", key, leaf)
+                else:
+                    bn(f"{block}_short_bn", key, leaf)
+    return values
