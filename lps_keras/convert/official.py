@@ -45,7 +45,10 @@ from lps_keras.convert.weights import (
 from lps_keras.models.resnet import DEPTHS, resnet
 from lps_keras.models.sampling import SamplingSpec
 
-__all__ = ["NOT_NEEDED", "build_spec", "checkpoint_kind", "convert_checkpoint"]
+__all__ = [
+    "NOT_NEEDED", "build_spec", "checkpoint_kind", "convert_checkpoint",
+    "convert_checkpoint_with_map",
+]
 
 NOT_NEEDED = {
     "num_batches_tracked": "Keras BN keeps no step counter; PyTorch uses it only with "
@@ -228,6 +231,12 @@ def _split_overrides(overrides):
 
 
 def convert_checkpoint(path_or_loaded, allow_missing=False, **overrides):
+    """Builds the Keras model of an official checkpoint and loads every tensor; see
+    `convert_checkpoint_with_map` (this returns only the model)."""
+    return convert_checkpoint_with_map(path_or_loaded, allow_missing, **overrides)[0]
+
+
+def convert_checkpoint_with_map(path_or_loaded, allow_missing=False, **overrides):
     """Builds the Keras model of an official checkpoint and loads every tensor.
 
     Args:
@@ -242,7 +251,9 @@ def convert_checkpoint(path_or_loaded, allow_missing=False, **overrides):
             ones read from the checkpoint. They win over what the checkpoint says.
 
     Returns:
-        A `keras.Model` (logits unless `log_softmax=True`) with the checkpoint's weights.
+        `(model, tensor_map)`: a `keras.Model` (logits unless `log_softmax=True`) with the
+        checkpoint's weights, and a dict from every state_dict key (prefix such as `core.`
+        kept) to the Keras weight path it went to, or to the reason it was not needed.
 
     Raises:
         ConversionError: unrecognised layout, or tensors / weights that do not match
@@ -264,13 +275,14 @@ def convert_checkpoint(path_or_loaded, allow_missing=False, **overrides):
                    name=name)
     sd, prefix = _state_dict(ckpt, kind)
     consumer = StateDictConsumer(sd)
-    values = _resnet_values(consumer, model, spec, prefix)
+    values, paths = _resnet_values(consumer, model, spec, prefix)
     consumer.check_all_used()
     assign_weights(model, values, allow_missing=allow_missing)
+    tensor_map = {prefix + key: paths.get(key, why) for key, why in consumer.used.items()}
     if log_softmax:
         outputs = keras.layers.Activation("log_softmax", name="log_softmax")(model.output)
         model = keras.Model(model.input, outputs, name=model.name)
-    return model
+    return model, tensor_map
 
 
 _BLOCK = r"layer(\d+)\.(\d+)\."
@@ -279,7 +291,7 @@ _LEAF = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
 
 def _resnet_values(consumer, model, spec, prefix):
     """Keras weight path -> array for every tensor of a ResNet state_dict."""
-    values = {}
+    values, paths = {}, {}
     layer_names = {layer.name for layer in model.layers}
 
     def put(layer, suffix, array, key):
@@ -290,10 +302,12 @@ def _resnet_values(consumer, model, spec, prefix):
         if path in values:
             raise ConversionError(f"Two tensors map to {path} (second: {prefix}{key}).")
         values[path] = array
+        paths[key] = path
 
     def bn(layer, key, leaf):
         array = consumer.take(key, f"{layer} {leaf}")
         if leaf == "num_batches_tracked":
+            consumer.used[key] = NOT_NEEDED["num_batches_tracked"]
             return
         put(layer, BN_NAMES[leaf], array, key)
 
@@ -348,4 +362,4 @@ def _resnet_values(consumer, model, spec, prefix):
                     conv(f"{block}_short_conv", key, leaf)
                 else:
                     bn(f"{block}_short_bn", key, leaf)
-    return values
+    return values, paths
