@@ -35,12 +35,14 @@ import numpy as np
 from lps_keras.convert.torch_checkpoint import PickledGlobal, PickledObject, load_torch_checkpoint
 from lps_keras.convert.weights import (
     BN_NAMES,
+    OFFICIAL_SCORER_LAYERS,
     ConversionError,
     StateDictConsumer,
     assign_weights,
     binomial_filter,
     conv_kernel,
     dense_kernel,
+    lps_down_weight,
 )
 from lps_keras.models.resnet import DEPTHS, resnet
 from lps_keras.models.sampling import SamplingSpec
@@ -59,12 +61,7 @@ NOT_NEEDED = {
 }
 
 # Official scorer class -> our logits_model (with scorer_head="official").
-OFFICIAL_SCORERS = {
-    "LPSLogitLayers": "conv",
-    "LPSLogitLayersV2": "conv",
-    "LPSLogitLayersSkip": "conv_skip",
-    "ComponentPerceptron": "perceptron",
-}
+OFFICIAL_SCORERS = {name: v[0] for name, v in OFFICIAL_SCORER_LAYERS.items()}
 
 _MODEL_KEYS = {"depth", "num_classes", "input_shape", "stem", "log_softmax", "name"}
 
@@ -339,15 +336,10 @@ def _resnet_values(consumer, model, spec, prefix):
             rest = m.group(3)
             if mm := re.match(r"conv(\d)\.0\.filt$", rest):
                 blur(key)
-            elif mm := re.match(r"conv(\d)\.0\.component_selection\.gumbel_tau$", rest):
-                put(f"{block}_down", "tau", consumer.take(key, f"{block}_down tau"), key)
-            elif mm := re.match(r"conv(\d)\.0\.component_selection\.get_logits\.(\w+)\."
-                                r"(weight|bias)$", rest):
-                leaf = mm.group(3)
-                arr = consumer.take(key, f"{block}_down scorer")
-                put(f"{block}_down", f"logits_model/{mm.group(2)}/"
-                    f"{'kernel' if leaf == 'weight' else 'bias'}",
-                    conv_kernel(arr) if leaf == "weight" else arr, key)
+            elif mm := re.match(r"conv(\d)\.0\.(component_selection\..*)$", rest):
+                sub, arr = lps_down_weight(spec.logits_model, mm.group(2),
+                                           consumer.take(key, f"{block}_down"))
+                put(f"{block}_down", sub, arr, key)
             elif mm := re.match(r"conv(\d)(?:\.\d+)*\.(weight|bias)$", rest):
                 conv(f"{block}_{mm.group(1)}_conv", key, mm.group(2))
             elif mm := re.match(rf"bn(\d)\.{_LEAF}$", rest):

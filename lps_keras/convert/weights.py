@@ -16,6 +16,7 @@ weights that got nothing.
 """
 
 import math
+import re
 
 import numpy as np
 
@@ -27,7 +28,9 @@ __all__ = [
     "assign_weights",
     "binomial_filter",
     "conv_kernel",
+    "ddac_weight",
     "dense_kernel",
+    "lps_down_weight",
 ]
 
 # Index i of ours is index APS_TO_OURS[i] of the APS repo (the permutation is its own inverse).
@@ -59,6 +62,67 @@ def dense_kernel(weight):
     if weight.ndim != 2:
         raise ConversionError(f"A linear weight must be 2-D (out, in); got {weight.shape}.")
     return np.ascontiguousarray(weight.T)
+
+
+# Official LPS scorer class -> (our logits_model, official sub-module -> our scorer layer).
+# Only the scorers whose structure ours reproduces with `scorer_head="official"`.
+OFFICIAL_SCORER_LAYERS = {
+    "LPSLogitLayers": ("conv", {"conv1": "conv1", "conv2": "conv2"}),
+    "LPSLogitLayersV2": ("conv", {"conv1": "conv1", "conv2": "conv2"}),
+    "LPSLogitLayersSkip": ("conv_skip", {"conv1": "conv1", "conv2": "conv2"}),
+    "ComponentPerceptron": ("perceptron", {"perceptron": "conv1"}),
+}
+
+
+def lps_down_weight(logits_model, name, array):
+    """One tensor of the official `PolyphaseInvariantDown2D(component_selection=LPS)` ->
+    `(weight path inside our LPSDownsampling2D, Keras array)`.
+
+    `name` is the official state_dict name relative to the pooling module:
+    `component_selection.gumbel_tau` -> `"tau"`;
+    `component_selection.get_logits.<module>.weight|bias` -> `"logits_model/<layer>/kernel|
+    bias"` (conv kernels OIHW -> HWIO) for `logits_model` in `conv`, `conv_skip`,
+    `perceptron` built with `scorer_head="official"` (the official `ComponentPerceptron`'s
+    `perceptron` conv is our `conv1`); `_antialias_layer.filt` (the fixed binomial blur)
+    -> `(None, array)`: no weight, the caller checks it against `binomial_filter`.
+    Other names, and the official `SAInner`/`SAInner_bn`/`GraphLogitLayers` tensors (their
+    structure differs from our scorers), raise `ConversionError`.
+    """
+    array = np.asarray(array)
+    if name == "component_selection.gumbel_tau":
+        return "tau", array
+    if re.fullmatch(r"(_antialias_layer|antialias_layer)\.filt", name):
+        return None, array
+    m = re.fullmatch(r"component_selection\.get_logits\.(\w+)\.(weight|bias)", name)
+    layers = next((v[1] for v in OFFICIAL_SCORER_LAYERS.values() if v[0] == logits_model),
+                  None)
+    if m is None or layers is None or m.group(1) not in layers:
+        raise ConversionError(
+            f"Official LPS tensor {name!r} has no place in LPSDownsampling2D("
+            f"logits_model={logits_model!r}, scorer_head='official'); convertible scorers: "
+            f"{sorted(OFFICIAL_SCORER_LAYERS)}.")
+    layer = layers[m.group(1)]
+    if m.group(2) == "weight":
+        return f"logits_model/{layer}/kernel", conv_kernel(array)
+    return f"logits_model/{layer}/bias", array
+
+
+def ddac_weight(name, array):
+    """One tensor of the official `DDAC` (`layers.lowpass_filter`) -> `(weight path inside
+    our DDAC2D, Keras array)`: `conv.weight` -> `kernel_predictor/kernel` (OIHW -> HWIO;
+    the `group * k * k` output channels keep their group-major order), `bn.<leaf>` ->
+    `kernel_norm/<gamma|beta|moving_mean|moving_variance>`; `bn.num_batches_tracked` ->
+    `(None, array)` (no Keras counterpart, see the module docstring). Build the layer as
+    `DDAC2D(k, groups, softmax="joint", epsilon=1e-5, momentum=0.9)`."""
+    array = np.asarray(array)
+    if name == "conv.weight":
+        return "kernel_predictor/kernel", conv_kernel(array)
+    if name == "bn.num_batches_tracked":
+        return None, array
+    m = re.fullmatch(r"bn\.(\w+)", name)
+    if m is None or m.group(1) not in BN_NAMES:
+        raise ConversionError(f"Official DDAC tensor {name!r} has no place in DDAC2D.")
+    return f"kernel_norm/{BN_NAMES[m.group(1)]}", array
 
 
 def binomial_filter(size):
