@@ -30,7 +30,7 @@ def sampling_fields():
         "sync_bn": False, "lps": ml_collections.ConfigDict(_LPS_DEFAULTS),
         # The library's defaults; `official_code_fields()` lists the papers' code's.
         "score_unfiltered": True, "stem_antialias": True, "conv1_stride": False,
-        "maxpool_zpad": False, "swap_conv_pool": False, "init": "keras",
+        "maxpool_zpad": False, "swap_conv_pool": False, "init": "keras", "aps_norm": "l2",
         "antialias_kwargs": ml_collections.ConfigDict(),
     }
 

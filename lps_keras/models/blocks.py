@@ -132,7 +132,8 @@ class Builder(ConvFactory):
             return BlurPool2D(size, stride=2, padding_mode=self.padding_mode, name=name)(x), None
         antialias = self._antialias_layer(f"{name}_antialias") if antialias else None
         if probs is not None or self.downsampling == "aps":
-            layer = APSDownsampling2D(2, antialias=antialias, return_probs=True,
+            layer = APSDownsampling2D(2, norm=self.spec.aps_norm, antialias=antialias,
+                                      return_probs=True,
                                       score_unfiltered=self.score_unfiltered, name=name)
             return layer(x, probs=probs) if probs is not None else layer(x)
         layer = LPSDownsampling2D(

@@ -10,6 +10,7 @@ import inspect
 
 from lps_keras.layers import get_antialias
 from lps_keras.layers._validation import check_choice
+from lps_keras.layers.downsampling import NORMS as APS_NORMS
 
 DOWNSAMPLING = ("strided", "blurpool", "aps", "lps")
 
@@ -79,6 +80,9 @@ class SamplingSpec:
         init: `"keras"` (he_normal convs, glorot_uniform dense) or `"torch"` (as the papers'
             PyTorch models: convs kaiming_normal with fan_out and the ReLU gain, BN (1, 0),
             the classifier PyTorch's default uniform kernel and bias).
+        aps_norm: the APS criterion of every APS downsampler (`APSDownsampling2D`'s
+            `norm`: `"l2"`, `"l1"`, `"linf"`, or the APS code's `"l2_min"`, `"l1_min"`,
+            `"non_abs_max"`).
         antialias_kwargs: extra constructor arguments of the `antialias` layer, e.g.
             `{"softmax": "joint", "epsilon": 1e-5, "momentum": 0.9}` for the DDAC of the
             papers' code (see `DDAC2D`).
@@ -106,12 +110,14 @@ class SamplingSpec:
     maxpool_zpad: bool = False
     swap_conv_pool: bool = False
     init: str = "keras"
+    aps_norm: str = "l2"
     antialias_kwargs: dict | None = dataclasses.field(default=None, hash=False)
 
     def __post_init__(self):
         check_choice("downsampling", self.downsampling, DOWNSAMPLING)
         check_choice("padding_mode", self.padding_mode, PADDING_MODES)
         check_choice("init", self.init, INITS)
+        check_choice("aps_norm", self.aps_norm, APS_NORMS)
         for flag in ("sync_bn", "score_unfiltered", "stem_antialias", "conv1_stride",
                      "maxpool_zpad", "swap_conv_pool"):
             if not isinstance(getattr(self, flag), bool):

@@ -297,3 +297,14 @@ def test_bad_switch_values_name_the_setting():
         _spec(init="pytorch")
     with pytest.raises(ValueError, match="`swap_conv_pool` must be True or False"):
         _spec(swap_conv_pool="yes")
+
+
+@pytest.mark.parametrize("norm", ["l2_min", "l1_min", "non_abs_max"])
+def test_aps_criteria_of_the_aps_code_reach_every_downsampler_and_stay_exact(norm, float64):
+    model = resnet20(num_classes=10, input_shape=(32, 32, 3), stem="cifar",
+                     sampling=_spec(downsampling="aps", aps_norm=norm))
+    aps = [layer for layer in model.layers if type(layer).__name__ == "APSDownsampling2D"]
+    assert aps and all(layer.norm == norm for layer in aps)
+    x = np.random.default_rng(3).normal(size=(2, 32, 32, 3)).astype(float64)
+    error, y = _max_shift_error(model, x, seed=11)
+    assert np.ptp(y) > 0.1 and error < 1e-4
