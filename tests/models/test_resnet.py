@@ -297,3 +297,20 @@ def test_bad_switch_values_name_the_setting():
         _spec(init="pytorch")
     with pytest.raises(ValueError, match="`swap_conv_pool` must be True or False"):
         _spec(swap_conv_pool="yes")
+
+
+def test_official_mixed_paddings_of_zero_padded_networks():
+    # The papers' zero-padded LPS networks keep circular scorers, filters and max-pool pad.
+    model = resnet18(num_classes=10, input_shape=(64, 64, 3), stem="imagenet",
+                     sampling=_spec(downsampling="lps", antialias="lowpass3",
+                                    padding_mode="zeros", logits_channels=8,
+                                    maxpool_padding="circular",
+                                    antialias_kwargs={"padding_mode": "circular"},
+                                    lps_kwargs={"padding_mode": "circular"}))
+    assert type(model.get_layer("stem_pool_pad")).__name__ == "CircularPad2D"
+    assert type(model.get_layer("stem_conv_pad")).__name__ == "ZeroPadding2D"
+    down = model.get_layer("stage2_block1_down")
+    assert down.padding_mode == "circular"
+    assert down.antialias_layer.padding_mode == "circular"
+    with pytest.raises(ValueError, match="maxpool_zpad"):
+        _spec(maxpool_zpad=True, maxpool_padding="circular")
