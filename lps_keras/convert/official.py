@@ -3,10 +3,15 @@
 Recognised checkpoints (`checkpoint_kind`):
 
 * `"lps_resnet"` — the LPS repo's Lightning checkpoint of a `ResNet*Custom` classifier
-  (`hyper_parameters` + `state_dict` keys `core.*`). Settings are read from
-  `hyper_parameters` (`padding_mode`, the `pooling_layer` partial: scorer class,
-  `comp_train_convex`, `comp_convex`, `selection_noantialias`, `logits_pad`,
-  `antialias_layer`; `extras_model`: `swap_conv_pool`, ...); scorer widths and every `tau`
+  (`hyper_parameters` + `state_dict` keys `core.*`), CIFAR or ImageNet stem, basic or
+  Bottleneck blocks. Settings are read from `hyper_parameters` (`padding_mode`, the
+  `pooling_layer` partial: scorer class, `comp_train_convex`, `comp_convex`,
+  `selection_noantialias`, `logits_pad` -> the scorers' padding, `antialias_layer` ->
+  `antialias`/`antialias_kwargs` (LowPassFilter -> `lowpassN`; DDAC -> `ddacN` with
+  `groups=group` and the official joint softmax / BN constants), each with its own
+  padding; `extras_model`: `swap_conv_pool`, `maxpool_zpad` -> the stem max-pool's pad
+  (circular otherwise, whatever the network's padding), `maxpool_no_antialias`
+  (ResNet18Custom only; default True) -> `stem_antialias`); scorer widths and every `tau`
   come from the tensors. The official model returns **log_softmax**; ours returns logits
   unless `log_softmax=True` (same argmax, `log_softmax(ours)` matches theirs).
 * `"aps_resnet"` — the APS repo's checkpoint (`{'model': state_dict, 'optimizer', ...}`,
@@ -21,9 +26,9 @@ Depth, stem and classes are read from the tensors. Every tensor must find its pl
 every Keras weight must get a tensor, else `ConversionError` lists them. Buffers with no
 Keras counterpart are consumed with a documented reason (`NOT_NEEDED`).
 
-Not supported (a clear error): the LPS DeepLabV3+ checkpoint, LPS ImageNet-stem models, an
-antialias layer inside the official LPS pooling, and a scorer padding (`logits_pad`)
-different from the network's padding.
+Not supported (a clear error): the LPS DeepLabV3+ checkpoint, `conv1_stride=True`, antialias
+paddings other than circular/zeros/reflect (e.g. `replicate`), LowPassFilter with
+`filter_scale != 1` or `padding="valid"`, DDAC with `kernel_scale != 1`.
 """
 
 import os
@@ -154,35 +159,86 @@ def _lps_settings(hp, sd):
         raise ConversionError(
             f"The official scorer {scorer_name} differs in structure from ours; convertible: "
             f"{sorted(OFFICIAL_SCORERS)}.")
-    if pool.get("antialias_layer") is not None:
-        raise ConversionError("An antialias layer inside the LPS pooling is not converted yet.")
     padding = hp.get("padding_mode", "zeros")
     padding = {"zeros": "zeros", "circular": "circular"}.get(padding)
     if padding is None:
         raise ConversionError(f"Unsupported padding_mode {hp.get('padding_mode')!r}.")
-    logits_pad = pool.get("logits_pad", padding)
-    if logits_pad != padding:
-        raise ConversionError(f"logits_pad {logits_pad!r} differs from padding_mode {padding!r}; "
-                              "our scorers use the network's padding.")
-    for flag in ("conv1_stride", "maxpool_zpad", "inc_conv1_support"):
-        if extras.get(flag):
-            raise ConversionError(f"extras_model[{flag!r}]=True is not converted.")
+    # train.py's LPS_pad (default "circular") is independent of the network's padding.
+    logits_pad = _OFFICIAL_PADDING.get(pool.get("logits_pad", padding))
+    if logits_pad is None:
+        raise ConversionError(f"Unsupported logits_pad {pool.get('logits_pad')!r}; "
+                              f"convertible: {sorted(_OFFICIAL_PADDING)}.")
+    antialias, antialias_kwargs = _antialias_settings(pool.get("antialias_layer"))
+    if extras.get("conv1_stride"):
+        raise ConversionError("extras_model['conv1_stride']=True is not converted.")
+    imagenet = bool(extras.get("inc_conv1_support"))
+    if imagenet != bool(extras.get("apply_maxpool")):
+        raise ConversionError("extras_model inc_conv1_support and apply_maxpool differ; only "
+                              "the CIFAR (both False) and ImageNet (both True) stems convert.")
     widths = {}
     for key, value in sd.items():
-        m = re.match(r"layer(\d+)\.0\.conv2\.0\.component_selection\.get_logits\.conv1\.weight$",
-                     key)
-        if m:
-            widths[int(m.group(1))] = int(np.asarray(value).shape[0])
-    return dict(
+        m = re.match(r"(?:layer(\d+)\.0\.conv\d|maxpool)\.\d+\.component_selection\."
+                     r"get_logits\.conv1\.weight$", key)
+        if m:  # the stem's scorers (maxpool.*) have stage 1's width in our models
+            widths[int(m.group(1) or 1)] = int(np.asarray(value).shape[0])
+    # The stem's first LPS (replacing conv1's stride) has no antialias: ResNet50/101Custom
+    # always, ResNet18Custom unless extras_model['maxpool_no_antialias'] is False.
+    stem_antialias = not extras.get("maxpool_no_antialias", True)
+    spec = dict(
         downsampling="lps", padding_mode=padding, logits_model=OFFICIAL_SCORERS[scorer_name],
+        antialias=antialias, antialias_kwargs=antialias_kwargs,
         score_unfiltered=bool(pool.get("selection_noantialias", False)),
         swap_conv_pool=bool(extras.get("swap_conv_pool", False)),
-        stem_antialias=False, init="torch",
+        stem_antialias=stem_antialias, init="torch",
         lps_kwargs={"scorer_head": "official", "scorer_init": "torch",
                     "train_mode": "softmax" if pool.get("comp_train_convex") else "gumbel",
-                    "inference_mode": "softmax" if pool.get("comp_convex") else "argmax"},
+                    "inference_mode": "softmax" if pool.get("comp_convex") else "argmax",
+                    "padding_mode": logits_pad},
         _widths=widths,
     )
+    if imagenet:
+        # cpad((0, 1, 0, 1)) before the 2x2 max-pool, whatever the network's padding,
+        # unless maxpool_zpad (nn.ZeroPad2d).
+        spec["maxpool_padding"] = "zeros" if extras.get("maxpool_zpad") else "circular"
+    return spec
+
+
+# Official padding names (torch Conv2d padding_mode / F.pad mode / DDAC pad_type) -> ours.
+_OFFICIAL_PADDING = {"circular": "circular", "zeros": "zeros", "constant": "zeros",
+                     "zero": "zeros", "reflect": "reflect"}
+
+# The DDAC of the papers' code (see DDAC2D): one softmax over all groups, PyTorch BN.
+OFFICIAL_DDAC = {"softmax": "joint", "epsilon": 1e-5, "momentum": 0.9}
+
+
+def _antialias_settings(partial):
+    """(antialias, antialias_kwargs) of the official pooling's `antialias_layer` partial."""
+    if partial is None:
+        return None, {}
+    kwargs = _partial_kwargs(partial)
+    func = partial.args[0] if getattr(partial, "args", None) else (
+        partial.state[0] if isinstance(getattr(partial, "state", None), tuple) else None)
+    name = getattr(func, "name", None)
+    if name == "LowPassFilter":
+        size, mode = kwargs.get("filter_size"), kwargs.get("padding_mode")
+        if kwargs.get("padding", "same") != "same" or kwargs.get("filter_scale", 1) != 1:
+            raise ConversionError(f"LowPassFilter {kwargs}: only padding='same' and "
+                                  "filter_scale=1 convert.")
+        kind, extra = "lowpass", {}
+    elif name == "DDAC":
+        size, mode = kwargs.get("kernel_size"), kwargs.get("pad_type", "reflect")
+        if kwargs.get("kernel_scale", 1) != 1:
+            raise ConversionError(f"DDAC {kwargs}: only kernel_scale=1 converts.")
+        kind, extra = "ddac", dict(OFFICIAL_DDAC, groups=int(kwargs.get("group", 2)))
+    else:
+        raise ConversionError(f"Unknown antialias layer {partial!r}; convertible: "
+                              "LowPassFilter, DDAC.")
+    if not isinstance(size, int) or not 1 <= size <= 7:
+        raise ConversionError(f"{name} size {size!r}: 1-7 convert.")
+    if mode not in _OFFICIAL_PADDING:
+        raise ConversionError(f"{name} padding {mode!r}: convertible "
+                              f"{sorted(_OFFICIAL_PADDING)}.")
+    return f"{kind}{size}", dict(extra, padding_mode=_OFFICIAL_PADDING[mode])
 
 
 def build_spec(ckpt, kind=None):
@@ -196,15 +252,16 @@ def build_spec(ckpt, kind=None):
     model = {"depth": depth, "stem": stem, "num_classes": num_classes, "input_shape": None}
     if kind == "lps_resnet":
         hp = ckpt["hyper_parameters"]
-        if hp.get("input_shape"):
+        if hp.get("input_shape") and stem == "cifar":  # ImageNet: any size (as official)
             c, h, w = hp["input_shape"]
             model["input_shape"] = (h, w, c)
         spec = _lps_settings(hp, sd)
         widths = spec.pop("_widths")
         n_stages = len(DEPTHS[depth][1])
         spec["logits_channels"] = tuple(widths.get(s + 1, None) for s in range(n_stages))
-        if stem == "imagenet":
-            raise ConversionError("LPS ImageNet-stem checkpoints are not converted yet.")
+        if (stem == "imagenet") != ("maxpool_padding" in spec):
+            raise ConversionError(f"The conv1 kernel says stem {stem!r}, extras_model "
+                                  "inc_conv1_support/apply_maxpool say otherwise.")
     elif kind == "aps_resnet":
         circular = any(re.match(r"conv1\.1\.weight$", k) for k in sd)
         filt = next((v for k, v in sd.items() if k.endswith(".filt")), None)
@@ -324,12 +381,45 @@ def _resnet_values(consumer, model, spec, prefix):
             raise ConversionError(f"Blur buffer {prefix}{key} ({size}x{size}) is not the "
                                   f"binomial filter of antialias={spec.antialias!r}.")
 
+    def pool(layer, key, rest):
+        """A tensor of an official PolyphaseInvariantDown2D -> our downsampler `layer`."""
+        if rest == "component_selection.gumbel_tau":
+            put(layer, "tau", consumer.take(key, f"{layer} tau"), key)
+        elif mm := re.match(r"component_selection\.get_logits\.(\w+)\.(weight|bias)$", rest):
+            arr = consumer.take(key, f"{layer} scorer")
+            put(layer, f"logits_model/{mm.group(1)}/"
+                f"{'kernel' if mm.group(2) == 'weight' else 'bias'}",
+                conv_kernel(arr) if mm.group(2) == "weight" else arr, key)
+        elif rest == "_antialias_layer.filt":
+            blur(key)
+        elif rest == "_antialias_layer.conv.weight":  # DDAC kernel predictor
+            if not (spec.antialias or "").startswith("ddac"):
+                raise ConversionError(f"{prefix}{key} is a DDAC weight; antialias is "
+                                      f"{spec.antialias!r}.")
+            put(layer, f"{layer}_antialias/kernel_predictor/kernel",
+                conv_kernel(consumer.take(key, f"{layer} DDAC")), key)
+        elif mm := re.match(rf"_antialias_layer\.bn\.{_LEAF}$", rest):
+            bn_leaf = mm.group(1)
+            arr = consumer.take(key, f"{layer} DDAC BN")
+            if bn_leaf == "num_batches_tracked":
+                consumer.used[key] = NOT_NEEDED["num_batches_tracked"]
+            else:
+                put(layer, f"{layer}_antialias/kernel_norm/{BN_NAMES[bn_leaf]}", arr, key)
+        else:
+            raise ConversionError(f"Unexpected pooling tensor {prefix}{key}.")
+
     for key in list(consumer.tensors):
         array = np.asarray(consumer.tensors[key])
         if re.match(r"conv1(\.\d+)*\.(weight|bias)$", key):
             conv("stem_conv", key, key.rsplit(".", 1)[1])
         elif m := re.match(rf"bn1\.{_LEAF}$", key):
             bn("stem_bn", key, m.group(1))
+        elif m := re.match(r"maxpool\.(\d+)\.(.*)$", key):
+            # ImageNet stem: [LPS (conv1's stride), cpad, MaxPool2d(2, 1), LPS]
+            index = int(m.group(1))
+            if index not in (0, 3):
+                raise ConversionError(f"Unexpected stem tensor {prefix}{key}.")
+            pool(f"stem_down{1 if index == 0 else 2}", key, m.group(2))
         elif m := re.match(r"fc\.(weight|bias)$", key):
             put("logits", "kernel" if m.group(1) == "weight" else "bias",
                 dense_kernel(consumer.take(key, "logits kernel")) if m.group(1) == "weight"
@@ -337,17 +427,14 @@ def _resnet_values(consumer, model, spec, prefix):
         elif m := re.match(_BLOCK + r"(.*)$", key):
             block = f"stage{m.group(1)}_block{int(m.group(2)) + 1}"
             rest = m.group(3)
+            pool_index = 1 if spec.swap_conv_pool else 0
             if mm := re.match(r"conv(\d)\.0\.filt$", rest):
                 blur(key)
-            elif mm := re.match(r"conv(\d)\.0\.component_selection\.gumbel_tau$", rest):
-                put(f"{block}_down", "tau", consumer.take(key, f"{block}_down tau"), key)
-            elif mm := re.match(r"conv(\d)\.0\.component_selection\.get_logits\.(\w+)\."
-                                r"(weight|bias)$", rest):
-                leaf = mm.group(3)
-                arr = consumer.take(key, f"{block}_down scorer")
-                put(f"{block}_down", f"logits_model/{mm.group(2)}/"
-                    f"{'kernel' if leaf == 'weight' else 'bias'}",
-                    conv_kernel(arr) if leaf == "weight" else arr, key)
+            elif mm := re.match(rf"conv\d\.{pool_index}\.((?:component_selection|"
+                                r"_antialias_layer)\..*)$", rest):
+                pool(f"{block}_down", key, mm.group(1))
+            elif mm := re.match(r"downsample\.0\.(_antialias_layer\..*)$", rest):
+                pool(f"{block}_short_down", key, mm.group(1))
             elif mm := re.match(r"conv(\d)(?:\.\d+)*\.(weight|bias)$", rest):
                 conv(f"{block}_{mm.group(1)}_conv", key, mm.group(2))
             elif mm := re.match(rf"bn(\d)\.{_LEAF}$", rest):
