@@ -19,6 +19,9 @@ Recognised checkpoints (`checkpoint_kind`):
   buffers, circular padding when convs are `Sequential(pad, conv)`), criterion `l2`
   (the APS default; the file does not store it). Selection on the unblurred input, as the
   official `ApsPool`.
+* `"lps_deeplab"` — the LPS repo's `DDACSegmentation('deeplabv3plus_resnet_lps_unpool')`
+  checkpoint (`state_dict` keys `model.*`) -> `deeplabv3plus` with the official head
+  (see `_deeplab_spec`; the backbone's settings are not stored and are assumed).
 * `"torchvision_resnet"` — a plain torchvision ResNet `state_dict` -> our strided ResNet
   with zero padding (`downsampling="blurpool"`/`"aps"` overrides load the same weights).
 
@@ -26,7 +29,7 @@ Depth, stem and classes are read from the tensors. Every tensor must find its pl
 every Keras weight must get a tensor, else `ConversionError` lists them. Buffers with no
 Keras counterpart are consumed with a documented reason (`NOT_NEEDED`).
 
-Not supported (a clear error): the LPS DeepLabV3+ checkpoint, `conv1_stride=True`, antialias
+Not supported (a clear error): `conv1_stride=True`, antialias
 paddings other than circular/zeros/reflect (e.g. `replicate`), LowPassFilter with
 `filter_scale != 1` or `padding="valid"`, DDAC with `kernel_scale != 1`.
 """
@@ -47,6 +50,7 @@ from lps_keras.convert.weights import (
     conv_kernel,
     dense_kernel,
 )
+from lps_keras.models.deeplab import deeplabv3plus
 from lps_keras.models.resnet import DEPTHS, resnet
 from lps_keras.models.sampling import SamplingSpec
 
@@ -61,6 +65,8 @@ NOT_NEEDED = {
     "shortcut_tau": "the shortcut LPS reuses the main branch's selection (logits in eval, "
                     "probabilities in training), so its own gumbel_tau is never read",
     "filt": "the fixed binomial blur buffer: checked equal to our LowPassFilter2D kernel",
+    "lpu_tau": "the LPU (LPS_u) reuses the paired LPS selection (one-hot of its argmax in "
+               "eval, its probabilities in training), so its own gumbel_tau is never read",
 }
 
 # Official scorer class -> our logits_model (with scorer_head="official").
@@ -105,6 +111,8 @@ def checkpoint_kind(ckpt):
 def _state_dict(ckpt, kind):
     if kind == "lps_resnet":
         return {k[len("core."):]: v for k, v in ckpt["state_dict"].items()}, "core."
+    if kind == "lps_deeplab":
+        return {k[len("model."):]: v for k, v in ckpt["state_dict"].items()}, "model."
     if kind == "aps_resnet":
         sd = ckpt["model"]
     else:
@@ -131,7 +139,7 @@ def _architecture(sd):
         raise ConversionError(f"No ResNet depth with {kind} blocks {counts}.")
     stem_key = next(k for k in sd if re.match(r"conv1(\.\d+)*\.weight$", k))
     stem = "imagenet" if np.asarray(sd[stem_key]).shape[-1] == 7 else "cifar"
-    num_classes = int(np.asarray(sd["fc.weight"]).shape[0])
+    num_classes = int(np.asarray(sd["fc.weight"]).shape[0]) if "fc.weight" in sd else None
     return depth, stem, num_classes
 
 
@@ -245,8 +253,7 @@ def build_spec(ckpt, kind=None):
     """(model keyword arguments, SamplingSpec keyword arguments) read from a checkpoint."""
     kind = kind or checkpoint_kind(ckpt)
     if kind == "lps_deeplab":
-        raise ConversionError("The LPS DeepLabV3+ checkpoint is recognised but not converted "
-                              "yet (see docs/official_code.md).")
+        return _deeplab_spec(ckpt)
     sd, _ = _state_dict(ckpt, kind)
     depth, stem, num_classes = _architecture(sd)
     model = {"depth": depth, "stem": stem, "num_classes": num_classes, "input_shape": None}
@@ -327,10 +334,29 @@ def convert_checkpoint_with_map(path_or_loaded, allow_missing=False, **overrides
     log_softmax = bool(model_kw.pop("log_softmax", False))
     name = model_kw.pop("name", None)
     spec = SamplingSpec(**spec_kw)
+    sd, prefix = _state_dict(ckpt, kind)
+    if kind == "lps_deeplab":
+        head_kw = model_kw.pop("_deeplab")
+        model = deeplabv3plus(f"resnet{model_kw['depth']}", num_classes=model_kw["num_classes"],
+                              input_shape=model_kw["input_shape"] or (None, None, 3),
+                              sampling=spec, name=name, **head_kw)
+        backbone = StateDictConsumer({k[len("backbone."):]: v for k, v in sd.items()
+                                      if k.startswith("backbone.")})
+        head = StateDictConsumer({k: v for k, v in sd.items() if not k.startswith("backbone.")})
+        values, paths = _resnet_values(backbone, model, spec, prefix + "backbone.")
+        head_values, head_paths = _deeplab_head_values(head, model, head_kw["aspp_rates"],
+                                                       prefix)
+        backbone.check_all_used()
+        head.check_all_used()
+        assign_weights(model, {**values, **head_values}, allow_missing=allow_missing)
+        tensor_map = {f"{prefix}backbone.{key}": paths.get(key, why)
+                      for key, why in backbone.used.items()}
+        tensor_map.update({prefix + key: head_paths.get(key, why)
+                           for key, why in head.used.items()})
+        return model, tensor_map
     model = resnet(model_kw["depth"], num_classes=model_kw["num_classes"],
                    input_shape=model_kw["input_shape"], stem=model_kw["stem"], sampling=spec,
                    name=name)
-    sd, prefix = _state_dict(ckpt, kind)
     consumer = StateDictConsumer(sd)
     values, paths = _resnet_values(consumer, model, spec, prefix)
     consumer.check_all_used()
@@ -449,4 +475,111 @@ def _resnet_values(consumer, model, spec, prefix):
                     conv(f"{block}_short_conv", key, leaf)
                 else:
                     bn(f"{block}_short_bn", key, leaf)
+    return values, paths
+
+
+_DEEPLAB_MODELS = ("deeplabv3plus_resnet_lps_unpool",)
+
+
+def _deeplab_spec(ckpt):
+    """The LPS repo's DDACSegmentation('deeplabv3plus_resnet_lps_unpool') checkpoint.
+
+    Its `hyper_parameters` omit the backbone (`save_hyperparameters(ignore=['backbone'])`),
+    so the backbone's settings are what its official test builds: `ResNet*Custom` with
+    `padding_mode=classifier_padding_mode`, LPS with `LPSLogitLayers` (`logits_pad` the
+    same padding), no antialias (refused if the tensors hold one), max-pool pad circular;
+    override them (SamplingSpec fields, `lps_kwargs`) for other backbones. The head is the
+    official one: ASPP at the backbone's stride 32 (`replace_stride_with_dilation` is not
+    applied) with the rates of `output_stride` (16: 6/12/18, 8: 12/24/36), its third
+    dilated branch zero-padded (the official ASPP does not pass `padding_mode` to it), one
+    decoder conv, LPU without antialias.
+    """
+    hp = ckpt["hyper_parameters"]
+    sd, _ = _state_dict(ckpt, "lps_deeplab")
+    if hp.get("model_name") not in _DEEPLAB_MODELS:
+        raise ConversionError(f"DeepLab model_name {hp.get('model_name')!r}; convertible: "
+                              f"{_DEEPLAB_MODELS}.")
+    if hp.get("separable_conv"):
+        raise ConversionError("separable_conv=True is not converted.")
+    unpool = _partial_kwargs(hp.get("unpool_layer"))
+    selection = unpool.get("component_selection")
+    if getattr(selection, "name", None) != "LPS_u":
+        raise ConversionError(f"Only the LPS_u unpooling converts; got {selection!r}.")
+    if unpool.get("antialias_layer") is not None or unpool.get("comp_convex"):
+        raise ConversionError("An LPU with an antialias layer or comp_convex=True is not "
+                              "converted.")
+    padding = _OFFICIAL_PADDING.get(hp.get("classifier_padding_mode", "zeros"))
+    if padding not in ("circular", "zeros"):
+        raise ConversionError(f"classifier_padding_mode {hp.get('classifier_padding_mode')!r}.")
+    bsd = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
+    if any("_antialias_layer" in k or k.endswith(".filt") for k in bsd):
+        raise ConversionError("A DeepLab backbone with antialias layers is not converted.")
+    depth, stem, _ = _architecture(bsd)
+    if stem != "imagenet":
+        raise ConversionError("The DeepLab backbone must have the ImageNet stem.")
+    widths = {}
+    for key, value in bsd.items():
+        m = re.match(r"(?:layer(\d+)\.0\.conv\d|maxpool)\.\d+\.component_selection\."
+                     r"get_logits\.conv1\.weight$", key)
+        if m:
+            widths[int(m.group(1) or 1)] = int(np.asarray(value).shape[0])
+    n_stages = len(DEPTHS[depth][1])
+    spec = dict(
+        downsampling="lps", padding_mode=padding, logits_model="conv",
+        logits_channels=tuple(widths.get(s + 1, None) for s in range(n_stages)),
+        score_unfiltered=False, stem_antialias=False, init="torch",
+        maxpool_padding="circular",
+        lps_kwargs={"scorer_head": "official", "scorer_init": "torch", "train_mode": "gumbel",
+                    "inference_mode": "argmax", "padding_mode": padding})
+    rates = (12, 24, 36) if hp.get("output_stride") == 8 else (6, 12, 18)
+    classes = int(np.asarray(sd["classifier.classifier.3.weight"]).shape[0])
+    model = {"depth": depth, "stem": stem, "num_classes": classes, "input_shape": None,
+             "_deeplab": dict(output_stride=32, upsampling="lpu", lpu_antialias=None,
+                              aspp_rates=rates, aspp_padding_modes=(padding, padding, "zeros"),
+                              decoder_convs=1)}
+    return model, spec
+
+
+def _deeplab_head_values(consumer, model, rates, prefix):
+    """Keras weight path -> array for the official DeepLabHeadV3PlusUnpool and unpooling."""
+    values, paths = {}, {}
+    layer_names = {layer.name for layer in model.layers}
+    convs = {"classifier.project.0": "low_level", "classifier.aspp.convs.0.0": "aspp_1x1",
+             "classifier.aspp.convs.4.1": "aspp_pool_proj",
+             "classifier.aspp.project.0": "aspp_proj",
+             "classifier.classifier.0": "decoder_conv1"}
+    for i, rate in enumerate(rates):
+        convs[f"classifier.aspp.convs.{i + 1}.0"] = f"aspp_rate{rate}"
+    bns = {}
+    for key, name in convs.items():
+        base, index = key.rsplit(".", 1)
+        bns[f"{base}.{int(index) + 1}"] = name
+
+    def put(layer, suffix, array, key):
+        if layer not in layer_names:
+            raise ConversionError(f"Tensor {prefix}{key} maps to layer {layer!r}, which the "
+                                  "model does not have.")
+        values[f"{layer}/{suffix}"] = array
+        paths[key] = f"{layer}/{suffix}"
+
+    for key in list(consumer.tensors):
+        base, leaf = key.rsplit(".", 1)
+        if base == "classifier.classifier.0" and leaf == "weight":
+            # The official decoder concatenates [low-level (48), ASPP]; ours [ASPP, low].
+            kernel = conv_kernel(consumer.take(key, "decoder conv"))
+            low = model.get_layer("low_level_conv").filters
+            put("decoder_conv1_conv", "kernel",
+                np.concatenate([kernel[:, :, low:], kernel[:, :, :low]], axis=2), key)
+        elif base in convs and leaf == "weight":
+            put(f"{convs[base]}_conv", "kernel", conv_kernel(consumer.take(key, "conv")), key)
+        elif base in bns and leaf in BN_NAMES:
+            put(f"{bns[base]}_bn", BN_NAMES[leaf], consumer.take(key, "BN"), key)
+        elif base in bns and leaf == "num_batches_tracked":
+            consumer.take(key, NOT_NEEDED["num_batches_tracked"])
+        elif base == "classifier.classifier.3":
+            arr = consumer.take(key, "classifier")
+            put("classifier", "kernel" if leaf == "weight" else "bias",
+                conv_kernel(arr) if leaf == "weight" else arr, key)
+        elif re.match(r"(classifier\.)?unpool\.\d+\.component_selection\.gumbel_tau$", key):
+            consumer.take(key, NOT_NEEDED["lpu_tau"])
     return values, paths

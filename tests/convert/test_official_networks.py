@@ -9,13 +9,18 @@ import numpy as np
 import pytest
 
 from lps_keras.convert import weights as weights_mod
-from lps_keras.convert.official import checkpoint_kind, convert_checkpoint
+from lps_keras.convert.official import (
+    checkpoint_kind,
+    convert_checkpoint,
+    convert_checkpoint_with_map,
+)
 from lps_keras.convert.torch_checkpoint import load_torch_checkpoint
 from lps_keras.convert.weights import ConversionError
 from lps_keras.layers import APSDownsampling2D, DDAC2D, LowPassFilter2D, LPSDownsampling2D
 from tests.convert._official import (
     APS_CKPT,
     LPS_CKPT,
+    LPS_DEEPLAB_CKPT,
     LPS_IMAGENET_DDAC,
     LPS_IMAGENET_R50,
     TV_CKPT,
@@ -114,6 +119,31 @@ def test_lps_imagenet_ddac_tensor_missing_is_an_error(official_dir):  # noqa: F8
     with pytest.raises(ConversionError,
                        match="stage3_block1_short_down_antialias/kernel_norm/moving_variance"):
         convert_checkpoint(ckpt)
+
+
+def test_lps_deeplabv3plus_matches_official(official_dir):  # noqa: F811
+    # Official head: ASPP on the stride-32 map with rates 6/12/18 (third branch zero-padded),
+    # one decoder conv on [low-level, ASPP], LPU without antialias. The fixture stores
+    # sampled outputs (see its README).
+    data = load_npz("lps_deeplabv3plus_resnet18_unpool_eval.npz")
+    model, tensor_map = convert_checkpoint_with_map(decompress(LPS_DEEPLAB_CKPT, official_dir))
+    assert [layer.name for layer in model.layers if layer.name.startswith("decoder_conv")] \
+        == ["decoder_conv1_conv_pad", "decoder_conv1_conv", "decoder_conv1_bn",
+            "decoder_conv1_relu"]
+    assert type(model.get_layer("aspp_rate18_conv_pad")).__name__ == "ZeroPadding2D"
+    assert type(model.get_layer("aspp_rate12_conv_pad")).__name__ == "CircularPad2D"
+    assert tensor_map["model.classifier.classifier.0.weight"] == "decoder_conv1_conv/kernel"
+    y = np.asarray(model(nhwc(data["input"].astype(np.float32)), training=False))
+    y = y.transpose(0, 3, 1, 2)
+    n, c, h, w = y.shape
+    _check(y.reshape(n, c, h * w)[:, :, data["output_pixel_idx"]], data["output_pixel_val"],
+           "LPS DeepLabV3+ sampled pixels")
+    c0 = h // 2 - 8
+    _check(y[:, :, c0:c0 + 16, c0:c0 + 16], data["output_center_crop"],
+           "LPS DeepLabV3+ centre crop")
+    _check(y.astype(np.float64).sum(axis=(2, 3)), data["output_sum"],
+           "LPS DeepLabV3+ per-class sums")
+    assert (y.argmax(1) == data["output_argmax"]).all()
 
 
 @pytest.mark.parametrize("inp,out", [("input", "output"), ("input_shifted", "output_shifted")])
