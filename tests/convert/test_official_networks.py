@@ -16,7 +16,7 @@ from lps_keras.convert.official import (
 )
 from lps_keras.convert.torch_checkpoint import load_torch_checkpoint
 from lps_keras.convert.weights import ConversionError
-from lps_keras.layers import APSDownsampling2D, DDAC2D, LowPassFilter2D, LPSDownsampling2D
+from lps_keras.layers import DDAC2D, APSDownsampling2D, LowPassFilter2D, LPSDownsampling2D
 from tests.convert._official import (
     APS_CKPT,
     LPS_CKPT,
@@ -211,3 +211,15 @@ def test_kinds(official_dir):  # noqa: F811
 def test_phase_permutation_is_an_involution():
     perm = np.array(weights_mod.APS_TO_OURS)
     assert (perm[perm] == np.arange(4)).all()
+
+
+def _partial_keywords(obj):
+    return obj.state[2] if isinstance(obj.state, tuple) and obj.state[2] else obj.kwargs
+
+
+def test_unconvertible_antialias_padding_is_refused(official_dir):  # noqa: F811
+    ckpt = load_torch_checkpoint(decompress(LPS_IMAGENET_R50 + ".ckpt", official_dir))
+    antialias = _partial_keywords(ckpt["hyper_parameters"]["pooling_layer"])["antialias_layer"]
+    _partial_keywords(antialias)["padding_mode"] = "replicate"
+    with pytest.raises(ConversionError, match="replicate"):
+        convert_checkpoint(ckpt)
