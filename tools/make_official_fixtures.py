@@ -741,6 +741,114 @@ def make_lps_resnet18(W, L, lps_root, out, steps=2):
               groups_fn=lps_param_groups)
 
 
+class FLAGS_IMAGENET_LPS_DDAC3(FLAGS_CIFAR_LPS):
+    """train.py flags of an LPS ImageNet ResNet-18 with DDAC3 (ResNet18_LPS_DDAC3_circular_basic:
+    --dataset imagenet -> inc_conv1_support/apply_maxpool; the antialias flags at their
+    train.py defaults except mode/size; maxpool_no_antialias is not in the extras, so
+    ResNet18Custom uses its default True)."""
+    dataset = "imagenet"
+    antialias_mode = "DDAC"
+    antialias_size = 3
+    antialias_group = 8
+    antialias_padding_mode = "circular"
+
+
+class FLAGS_IMAGENET_LPS_LPF3_ZERO(FLAGS_CIFAR_LPS):
+    """ResNet50_LPS_LPF3_zero_randomresized-like flags: zero padding in the convs
+    (circular_pad False); LPS_pad, antialias_padding_mode and the max-pool pad keep their
+    train.py defaults (circular), as a run without those flags has them."""
+    model = "ResNet50Custom"
+    dataset = "imagenet"
+    circular_pad = False
+    antialias_mode = "LowPassFilter"
+    antialias_size = 3
+    antialias_padding_mode = "circular"
+
+
+def build_lps_imagenet(L, lps_root, FLAGS, num_classes=1000):
+    """An LPS ImageNet model as train.py builds it for --dataset imagenet."""
+    from utils.core_utils import loadcfg
+    cwd = os.getcwd()
+    os.chdir(os.path.join(lps_root, "learn_poly_sampling"))
+    try:
+        pool_layer = L.layers.get_pool_method(FLAGS.pool_method, FLAGS)
+        logits_channels = loadcfg(FLAGS.logits_channels)
+        optimizer_kwargs = loadcfg(FLAGS.optimizer_cfg)
+    finally:
+        os.chdir(cwd)
+    extras_model = {
+        'logits_channels': logits_channels,
+        'maxpool_zpad': FLAGS.maxpool_zpad,
+        'swap_conv_pool': FLAGS.swap_conv_pool,
+        'conv1_stride': FLAGS.conv1_stride,
+        'inc_conv1_support': True,
+        'apply_maxpool': True,
+        'ret_prob': True,
+        'ret_logits': True,
+        'forward_pool_method': FLAGS.pool_method,
+    }
+    return L.models.get_model(FLAGS.model)(
+        (3, 224, 224), num_classes,
+        padding_mode='circular' if FLAGS.circular_pad else 'zeros',
+        learning_rate=FLAGS.learning_rate,
+        optimizer=L.models.get_optimizer(FLAGS.optimizer),
+        optimizer_kwargs=optimizer_kwargs,
+        pooling_layer=pool_layer,
+        extras_model=extras_model,
+        warmup_epochs=FLAGS.warmup_epochs,
+    )
+
+
+def make_lps_imagenet(W, L, lps_root, out):
+    """(a) LPS ResNet-18, ImageNet stem, DDAC3 circular; (b) LPS ResNet-50, LPF3, zero
+    padding (Bottleneck). Scorer widths from configs/logits_channels/resnet18_imagenet.json
+    (8/16/32/64) for both; weights very sparse (p_zero 0.97) to keep the files small."""
+    tau = 0.5
+    # fc_gain: logits with a spread of a few units (measured: 325 and 72 at gain 1/8)
+    cases = [("lps_resnet18_imagenet_ddac3_circular", FLAGS_IMAGENET_LPS_DDAC3, 21, 2.0 ** -10),
+             ("lps_resnet50_imagenet_lpf3_zero", FLAGS_IMAGENET_LPS_LPF3_ZERO, 22, 2.0 ** -8)]
+    for name, FLAGS, s, fc_gain in cases:
+        seed(42)
+        model = build_lps_imagenet(L, lps_root, FLAGS)
+        set_tau(model, tau)
+        grid_weights(model, seed_=s, p_zero=0.97, fc_gain=fc_gain)
+        g = torch.Generator().manual_seed(s)
+        calibrate_bn(model, torch.randn(8, 3, 64, 64, generator=g))
+        model.eval()
+        x = torch.randn(2, 3, 64, 64, generator=g)
+        with torch.no_grad():
+            logp = model(x)
+            raw = model.core(x)
+            x_shift = torch.roll(x, shifts=(5, 3), dims=(2, 3))
+            logp_shift = model(x_shift)
+        # The same official model in float64: the float32 reference carries its own
+        # rounding noise (DDAC network: 1.1e-5 of max|logits|), so tests also compare here.
+        import copy
+        with torch.no_grad():
+            raw64 = copy.deepcopy(model).double().core(x.double()).numpy()
+        ck = lightning_checkpoint(model, epoch=0, global_step=0)
+        raw_size, xz_size = save_xz(ck, os.path.join(out, name + ".ckpt.xz"))
+        write_keys(model.state_dict(), os.path.join(out, name + ".keys.txt"),
+                   f"# state_dict of {name}.ckpt.xz (key, shape, dtype)")
+        spread = float(raw.std(dim=1).mean())
+        meta = W.meta("lps", official_class=f"models.resnet_custom.{FLAGS.model}",
+                      flags={k: getattr(FLAGS, k) for k in dir(FLAGS) if not k.startswith("_")},
+                      hyper_parameters_repr={k: repr(v) for k, v in model.hparams.items()},
+                      mode="eval (LPS argmax; BN running stats)", tau=tau,
+                      output="log_softmax(core(x)); 'logits' = model.core(x)",
+                      checkpoint=name + ".ckpt.xz", checkpoint_bytes_uncompressed=raw_size,
+                      logits_std_over_classes=spread)
+        meta["circular_shift_max_abs_diff"] = float((logp - logp_shift).abs().max())
+        meta["input_shifted"] = "not stored (size): np.roll(input, (5, 3), axis=(2, 3))"
+        meta["logits_float64"] = ("model.core(input) of a float64 copy of the official model "
+                                  "(float64, the only non-float32 array)")
+        meta["float32_vs_float64_rel"] = float(np.abs(npf(raw) - raw64).max() / np.abs(raw64).max())
+        W.save(name + "_eval", {"input": x, "output": logp, "logits": raw,
+                                "logits_float64": raw64, "output_shifted": logp_shift}, meta)
+        print(name, "spread", spread, "shift diff", meta["circular_shift_max_abs_diff"],
+              "ckpt", raw_size, xz_size)
+
+
 def make_step(W, model, repo, name, steps, tau, loss_name, groups_fn):
     g = torch.Generator().manual_seed(9)
     x = torch.randn(4, 3, 32, 32, generator=g)
@@ -933,7 +1041,7 @@ def main():
     ap.add_argument("--lps-mirror", default="/work/.mirror/raymondyeh07+learnable_polyphase_sampling/repo")
     ap.add_argument("--aps-mirror", default="/work/.mirror/achaman2+truly_shift_invariant_cnns/repo")
     ap.add_argument("--out", default="tests/fixtures/official")
-    ap.add_argument("--only", default="layers,lps_net,aps_net,tv,deeplab")
+    ap.add_argument("--only", default="layers,lps_net,aps_net,tv,deeplab,lps_imagenet")
     args = ap.parse_args()
     only = args.only.split(",")
     tmp = tempfile.mkdtemp(prefix="official_src_")
@@ -962,11 +1070,23 @@ def main():
         make_lps_deeplab(W, L, lps_root, out)
     if "tv" in only:
         make_tv_resnet18(W, out)
+    if "lps_imagenet" in only:
+        make_lps_imagenet(W, L, lps_root, out)
     default = ap.get_default("only").split(",")
-    idx_path = os.path.join(out, "index.json" if sorted(only) == sorted(default)
-                            else "index_" + "_".join(only) + ".json")
+    idx_path = os.path.join(out, "index.json")
+    fixtures = W.index
+    if sorted(only) != sorted(default) and os.path.exists(idx_path):
+        # A partial run (e.g. --only lps_imagenet) updates its own entries of index.json.
+        with open(idx_path) as f:
+            old = json.load(f)
+        if old.get("generator", {}).get("torch") != info["torch"]:
+            raise SystemExit(f"index.json was made with torch {old['generator'].get('torch')}"
+                             f", this run uses {info['torch']}: regenerate everything.")
+        info = dict(old["generator"], **info)
+        mine = {e["file"] for e in W.index}
+        fixtures = [e for e in old["fixtures"] if e["file"] not in mine] + W.index
     with open(idx_path, "w") as f:
-        json.dump({"generator": info, "commits": W.commits, "fixtures": W.index}, f, indent=1,
+        json.dump({"generator": info, "commits": W.commits, "fixtures": fixtures}, f, indent=1,
                   sort_keys=True, default=str)
 
 

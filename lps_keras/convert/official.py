@@ -3,10 +3,15 @@
 Recognised checkpoints (`checkpoint_kind`):
 
 * `"lps_resnet"` — the LPS repo's Lightning checkpoint of a `ResNet*Custom` classifier
-  (`hyper_parameters` + `state_dict` keys `core.*`). Settings are read from
-  `hyper_parameters` (`padding_mode`, the `pooling_layer` partial: scorer class,
-  `comp_train_convex`, `comp_convex`, `selection_noantialias`, `logits_pad`,
-  `antialias_layer`; `extras_model`: `swap_conv_pool`, ...); scorer widths and every `tau`
+  (`hyper_parameters` + `state_dict` keys `core.*`), CIFAR or ImageNet stem, basic or
+  Bottleneck blocks. Settings are read from `hyper_parameters` (`padding_mode`, the
+  `pooling_layer` partial: scorer class, `comp_train_convex`, `comp_convex`,
+  `selection_noantialias`, `logits_pad` -> the scorers' padding, `antialias_layer` ->
+  `antialias`/`antialias_kwargs` (LowPassFilter -> `lowpassN`; DDAC -> `ddacN` with
+  `groups=group` and the official joint softmax / BN constants), each with its own
+  padding; `extras_model`: `swap_conv_pool`, `maxpool_zpad` -> the stem max-pool's pad
+  (circular otherwise, whatever the network's padding), `maxpool_no_antialias`
+  (ResNet18Custom only; default True) -> `stem_antialias`); scorer widths and every `tau`
   come from the tensors. The official model returns **log_softmax**; ours returns logits
   unless `log_softmax=True` (same argmax, `log_softmax(ours)` matches theirs).
 * `"aps_resnet"` — the APS repo's checkpoint (`{'model': state_dict, 'optimizer', ...}`,
@@ -14,6 +19,9 @@ Recognised checkpoints (`checkpoint_kind`):
   buffers, circular padding when convs are `Sequential(pad, conv)`), criterion `l2`
   (the APS default; the file does not store it). Selection on the unblurred input, as the
   official `ApsPool`.
+* `"lps_deeplab"` — the LPS repo's `DDACSegmentation('deeplabv3plus_resnet_lps_unpool')`
+  checkpoint (`state_dict` keys `model.*`) -> `deeplabv3plus` with the official head
+  (see `_deeplab_spec`; the backbone's settings are not stored and are assumed).
 * `"torchvision_resnet"` — a plain torchvision ResNet `state_dict` -> our strided ResNet
   with zero padding (`downsampling="blurpool"`/`"aps"` overrides load the same weights).
 
@@ -21,9 +29,9 @@ Depth, stem and classes are read from the tensors. Every tensor must find its pl
 every Keras weight must get a tensor, else `ConversionError` lists them. Buffers with no
 Keras counterpart are consumed with a documented reason (`NOT_NEEDED`).
 
-Not supported (a clear error): the LPS DeepLabV3+ checkpoint, LPS ImageNet-stem models, an
-antialias layer inside the official LPS pooling, and a scorer padding (`logits_pad`)
-different from the network's padding.
+Not supported (a clear error): `conv1_stride=True`, antialias
+paddings other than circular/zeros/reflect (e.g. `replicate`), LowPassFilter with
+`filter_scale != 1` or `padding="valid"`, DDAC with `kernel_scale != 1`.
 """
 
 import os
@@ -41,9 +49,11 @@ from lps_keras.convert.weights import (
     assign_weights,
     binomial_filter,
     conv_kernel,
+    ddac_weight,
     dense_kernel,
     lps_down_weight,
 )
+from lps_keras.models.deeplab import deeplabv3plus
 from lps_keras.models.resnet import DEPTHS, resnet
 from lps_keras.models.sampling import SamplingSpec
 
@@ -58,6 +68,8 @@ NOT_NEEDED = {
     "shortcut_tau": "the shortcut LPS reuses the main branch's selection (logits in eval, "
                     "probabilities in training), so its own gumbel_tau is never read",
     "filt": "the fixed binomial blur buffer: checked equal to our LowPassFilter2D kernel",
+    "lpu_tau": "the LPU (LPS_u) reuses the paired LPS selection (one-hot of its argmax in "
+               "eval, its probabilities in training), so its own gumbel_tau is never read",
 }
 
 # Official scorer class -> our logits_model (with scorer_head="official").
@@ -97,6 +109,8 @@ def checkpoint_kind(ckpt):
 def _state_dict(ckpt, kind):
     if kind == "lps_resnet":
         return {k[len("core."):]: v for k, v in ckpt["state_dict"].items()}, "core."
+    if kind == "lps_deeplab":
+        return {k[len("model."):]: v for k, v in ckpt["state_dict"].items()}, "model."
     if kind == "aps_resnet":
         sd = ckpt["model"]
     else:
@@ -123,7 +137,7 @@ def _architecture(sd):
         raise ConversionError(f"No ResNet depth with {kind} blocks {counts}.")
     stem_key = next(k for k in sd if re.match(r"conv1(\.\d+)*\.weight$", k))
     stem = "imagenet" if np.asarray(sd[stem_key]).shape[-1] == 7 else "cifar"
-    num_classes = int(np.asarray(sd["fc.weight"]).shape[0])
+    num_classes = int(np.asarray(sd["fc.weight"]).shape[0]) if "fc.weight" in sd else None
     return depth, stem, num_classes
 
 
@@ -151,57 +165,108 @@ def _lps_settings(hp, sd):
         raise ConversionError(
             f"The official scorer {scorer_name} differs in structure from ours; convertible: "
             f"{sorted(OFFICIAL_SCORERS)}.")
-    if pool.get("antialias_layer") is not None:
-        raise ConversionError("An antialias layer inside the LPS pooling is not converted yet.")
     padding = hp.get("padding_mode", "zeros")
     padding = {"zeros": "zeros", "circular": "circular"}.get(padding)
     if padding is None:
         raise ConversionError(f"Unsupported padding_mode {hp.get('padding_mode')!r}.")
-    logits_pad = pool.get("logits_pad", padding)
-    if logits_pad != padding:
-        raise ConversionError(f"logits_pad {logits_pad!r} differs from padding_mode {padding!r}; "
-                              "our scorers use the network's padding.")
-    for flag in ("conv1_stride", "maxpool_zpad", "inc_conv1_support"):
-        if extras.get(flag):
-            raise ConversionError(f"extras_model[{flag!r}]=True is not converted.")
+    # train.py's LPS_pad (default "circular") is independent of the network's padding.
+    logits_pad = _OFFICIAL_PADDING.get(pool.get("logits_pad", padding))
+    if logits_pad is None:
+        raise ConversionError(f"Unsupported logits_pad {pool.get('logits_pad')!r}; "
+                              f"convertible: {sorted(_OFFICIAL_PADDING)}.")
+    antialias, antialias_kwargs = _antialias_settings(pool.get("antialias_layer"))
+    if extras.get("conv1_stride"):
+        raise ConversionError("extras_model['conv1_stride']=True is not converted.")
+    imagenet = bool(extras.get("inc_conv1_support"))
+    if imagenet != bool(extras.get("apply_maxpool")):
+        raise ConversionError("extras_model inc_conv1_support and apply_maxpool differ; only "
+                              "the CIFAR (both False) and ImageNet (both True) stems convert.")
     widths = {}
     for key, value in sd.items():
-        m = re.match(r"layer(\d+)\.0\.conv2\.0\.component_selection\.get_logits\.conv1\.weight$",
-                     key)
-        if m:
-            widths[int(m.group(1))] = int(np.asarray(value).shape[0])
-    return dict(
+        m = re.match(r"(?:layer(\d+)\.0\.conv\d|maxpool)\.\d+\.component_selection\."
+                     r"get_logits\.conv1\.weight$", key)
+        if m:  # the stem's scorers (maxpool.*) have stage 1's width in our models
+            widths[int(m.group(1) or 1)] = int(np.asarray(value).shape[0])
+    # The stem's first LPS (replacing conv1's stride) has no antialias: ResNet50/101Custom
+    # always, ResNet18Custom unless extras_model['maxpool_no_antialias'] is False.
+    stem_antialias = not extras.get("maxpool_no_antialias", True)
+    spec = dict(
         downsampling="lps", padding_mode=padding, logits_model=OFFICIAL_SCORERS[scorer_name],
+        antialias=antialias, antialias_kwargs=antialias_kwargs,
         score_unfiltered=bool(pool.get("selection_noantialias", False)),
         swap_conv_pool=bool(extras.get("swap_conv_pool", False)),
-        stem_antialias=False, init="torch",
+        stem_antialias=stem_antialias, init="torch",
         lps_kwargs={"scorer_head": "official", "scorer_init": "torch",
                     "train_mode": "softmax" if pool.get("comp_train_convex") else "gumbel",
-                    "inference_mode": "softmax" if pool.get("comp_convex") else "argmax"},
+                    "inference_mode": "softmax" if pool.get("comp_convex") else "argmax",
+                    "padding_mode": logits_pad},
         _widths=widths,
     )
+    if imagenet:
+        # cpad((0, 1, 0, 1)) before the 2x2 max-pool, whatever the network's padding,
+        # unless maxpool_zpad (nn.ZeroPad2d).
+        spec["maxpool_padding"] = "zeros" if extras.get("maxpool_zpad") else "circular"
+    return spec
+
+
+# Official padding names (torch Conv2d padding_mode / F.pad mode / DDAC pad_type) -> ours.
+_OFFICIAL_PADDING = {"circular": "circular", "zeros": "zeros", "constant": "zeros",
+                     "zero": "zeros", "reflect": "reflect"}
+
+# The DDAC of the papers' code (see DDAC2D): one softmax over all groups, PyTorch BN.
+OFFICIAL_DDAC = {"softmax": "joint", "epsilon": 1e-5, "momentum": 0.9}
+
+
+def _antialias_settings(partial):
+    """(antialias, antialias_kwargs) of the official pooling's `antialias_layer` partial."""
+    if partial is None:
+        return None, {}
+    kwargs = _partial_kwargs(partial)
+    func = partial.args[0] if getattr(partial, "args", None) else (
+        partial.state[0] if isinstance(getattr(partial, "state", None), tuple) else None)
+    name = getattr(func, "name", None)
+    if name == "LowPassFilter":
+        size, mode = kwargs.get("filter_size"), kwargs.get("padding_mode")
+        if kwargs.get("padding", "same") != "same" or kwargs.get("filter_scale", 1) != 1:
+            raise ConversionError(f"LowPassFilter {kwargs}: only padding='same' and "
+                                  "filter_scale=1 convert.")
+        kind, extra = "lowpass", {}
+    elif name == "DDAC":
+        size, mode = kwargs.get("kernel_size"), kwargs.get("pad_type", "reflect")
+        if kwargs.get("kernel_scale", 1) != 1:
+            raise ConversionError(f"DDAC {kwargs}: only kernel_scale=1 converts.")
+        kind, extra = "ddac", dict(OFFICIAL_DDAC, groups=int(kwargs.get("group", 2)))
+    else:
+        raise ConversionError(f"Unknown antialias layer {partial!r}; convertible: "
+                              "LowPassFilter, DDAC.")
+    if not isinstance(size, int) or not 1 <= size <= 7:
+        raise ConversionError(f"{name} size {size!r}: 1-7 convert.")
+    if mode not in _OFFICIAL_PADDING:
+        raise ConversionError(f"{name} padding {mode!r}: convertible "
+                              f"{sorted(_OFFICIAL_PADDING)}.")
+    return f"{kind}{size}", dict(extra, padding_mode=_OFFICIAL_PADDING[mode])
 
 
 def build_spec(ckpt, kind=None):
     """(model keyword arguments, SamplingSpec keyword arguments) read from a checkpoint."""
     kind = kind or checkpoint_kind(ckpt)
     if kind == "lps_deeplab":
-        raise ConversionError("The LPS DeepLabV3+ checkpoint is recognised but not converted "
-                              "yet (see docs/official_code.md).")
+        return _deeplab_spec(ckpt)
     sd, _ = _state_dict(ckpt, kind)
     depth, stem, num_classes = _architecture(sd)
     model = {"depth": depth, "stem": stem, "num_classes": num_classes, "input_shape": None}
     if kind == "lps_resnet":
         hp = ckpt["hyper_parameters"]
-        if hp.get("input_shape"):
+        if hp.get("input_shape") and stem == "cifar":  # ImageNet: any size (as official)
             c, h, w = hp["input_shape"]
             model["input_shape"] = (h, w, c)
         spec = _lps_settings(hp, sd)
         widths = spec.pop("_widths")
         n_stages = len(DEPTHS[depth][1])
         spec["logits_channels"] = tuple(widths.get(s + 1, None) for s in range(n_stages))
-        if stem == "imagenet":
-            raise ConversionError("LPS ImageNet-stem checkpoints are not converted yet.")
+        if (stem == "imagenet") != ("maxpool_padding" in spec):
+            raise ConversionError(f"The conv1 kernel says stem {stem!r}, extras_model "
+                                  "inc_conv1_support/apply_maxpool say otherwise.")
     elif kind == "aps_resnet":
         circular = any(re.match(r"conv1\.1\.weight$", k) for k in sd)
         filt = next((v for k, v in sd.items() if k.endswith(".filt")), None)
@@ -267,10 +332,29 @@ def convert_checkpoint_with_map(path_or_loaded, allow_missing=False, **overrides
     log_softmax = bool(model_kw.pop("log_softmax", False))
     name = model_kw.pop("name", None)
     spec = SamplingSpec(**spec_kw)
+    sd, prefix = _state_dict(ckpt, kind)
+    if kind == "lps_deeplab":
+        head_kw = model_kw.pop("_deeplab")
+        model = deeplabv3plus(f"resnet{model_kw['depth']}", num_classes=model_kw["num_classes"],
+                              input_shape=model_kw["input_shape"] or (None, None, 3),
+                              sampling=spec, name=name, **head_kw)
+        backbone = StateDictConsumer({k[len("backbone."):]: v for k, v in sd.items()
+                                      if k.startswith("backbone.")})
+        head = StateDictConsumer({k: v for k, v in sd.items() if not k.startswith("backbone.")})
+        values, paths = _resnet_values(backbone, model, spec, prefix + "backbone.")
+        head_values, head_paths = _deeplab_head_values(head, model, head_kw["aspp_rates"],
+                                                       prefix)
+        backbone.check_all_used()
+        head.check_all_used()
+        assign_weights(model, {**values, **head_values}, allow_missing=allow_missing)
+        tensor_map = {f"{prefix}backbone.{key}": paths.get(key, why)
+                      for key, why in backbone.used.items()}
+        tensor_map.update({prefix + key: head_paths.get(key, why)
+                           for key, why in head.used.items()})
+        return model, tensor_map
     model = resnet(model_kw["depth"], num_classes=model_kw["num_classes"],
                    input_shape=model_kw["input_shape"], stem=model_kw["stem"], sampling=spec,
                    name=name)
-    sd, prefix = _state_dict(ckpt, kind)
     consumer = StateDictConsumer(sd)
     values, paths = _resnet_values(consumer, model, spec, prefix)
     consumer.check_all_used()
@@ -321,12 +405,37 @@ def _resnet_values(consumer, model, spec, prefix):
             raise ConversionError(f"Blur buffer {prefix}{key} ({size}x{size}) is not the "
                                   f"binomial filter of antialias={spec.antialias!r}.")
 
+    def pool(layer, key, rest):
+        """A tensor of an official PolyphaseInvariantDown2D -> our downsampler `layer`."""
+        if rest == "_antialias_layer.filt":
+            blur(key)
+        elif rest.startswith("_antialias_layer."):  # the DDAC inside the pooling module
+            if not (spec.antialias or "").startswith("ddac"):
+                raise ConversionError(f"{prefix}{key} is a DDAC weight; antialias is "
+                                      f"{spec.antialias!r}.")
+            sub, arr = ddac_weight(rest[len("_antialias_layer."):],
+                                   consumer.take(key, f"{layer} DDAC"))
+            if sub is None:
+                consumer.used[key] = NOT_NEEDED["num_batches_tracked"]
+            else:
+                put(layer, f"{layer}_antialias/{sub}", arr, key)
+        else:
+            sub, arr = lps_down_weight(spec.logits_model, rest,
+                                       consumer.take(key, f"{layer} LPS"))
+            put(layer, sub, arr, key)
+
     for key in list(consumer.tensors):
         array = np.asarray(consumer.tensors[key])
         if re.match(r"conv1(\.\d+)*\.(weight|bias)$", key):
             conv("stem_conv", key, key.rsplit(".", 1)[1])
         elif m := re.match(rf"bn1\.{_LEAF}$", key):
             bn("stem_bn", key, m.group(1))
+        elif m := re.match(r"maxpool\.(\d+)\.(.*)$", key):
+            # ImageNet stem: [LPS (conv1's stride), cpad, MaxPool2d(2, 1), LPS]
+            index = int(m.group(1))
+            if index not in (0, 3):
+                raise ConversionError(f"Unexpected stem tensor {prefix}{key}.")
+            pool(f"stem_down{1 if index == 0 else 2}", key, m.group(2))
         elif m := re.match(r"fc\.(weight|bias)$", key):
             put("logits", "kernel" if m.group(1) == "weight" else "bias",
                 dense_kernel(consumer.take(key, "logits kernel")) if m.group(1) == "weight"
@@ -334,12 +443,14 @@ def _resnet_values(consumer, model, spec, prefix):
         elif m := re.match(_BLOCK + r"(.*)$", key):
             block = f"stage{m.group(1)}_block{int(m.group(2)) + 1}"
             rest = m.group(3)
+            pool_index = 1 if spec.swap_conv_pool else 0
             if mm := re.match(r"conv(\d)\.0\.filt$", rest):
                 blur(key)
-            elif mm := re.match(r"conv(\d)\.0\.(component_selection\..*)$", rest):
-                sub, arr = lps_down_weight(spec.logits_model, mm.group(2),
-                                           consumer.take(key, f"{block}_down"))
-                put(f"{block}_down", sub, arr, key)
+            elif mm := re.match(rf"conv\d\.{pool_index}\.((?:component_selection|"
+                                r"_antialias_layer)\..*)$", rest):
+                pool(f"{block}_down", key, mm.group(1))
+            elif mm := re.match(r"downsample\.0\.(_antialias_layer\..*)$", rest):
+                pool(f"{block}_short_down", key, mm.group(1))
             elif mm := re.match(r"conv(\d)(?:\.\d+)*\.(weight|bias)$", rest):
                 conv(f"{block}_{mm.group(1)}_conv", key, mm.group(2))
             elif mm := re.match(rf"bn(\d)\.{_LEAF}$", rest):
@@ -354,4 +465,111 @@ def _resnet_values(consumer, model, spec, prefix):
                     conv(f"{block}_short_conv", key, leaf)
                 else:
                     bn(f"{block}_short_bn", key, leaf)
+    return values, paths
+
+
+_DEEPLAB_MODELS = ("deeplabv3plus_resnet_lps_unpool",)
+
+
+def _deeplab_spec(ckpt):
+    """The LPS repo's DDACSegmentation('deeplabv3plus_resnet_lps_unpool') checkpoint.
+
+    Its `hyper_parameters` omit the backbone (`save_hyperparameters(ignore=['backbone'])`),
+    so the backbone's settings are what its official test builds: `ResNet*Custom` with
+    `padding_mode=classifier_padding_mode`, LPS with `LPSLogitLayers` (`logits_pad` the
+    same padding), no antialias (refused if the tensors hold one), max-pool pad circular;
+    override them (SamplingSpec fields, `lps_kwargs`) for other backbones. The head is the
+    official one: ASPP at the backbone's stride 32 (`replace_stride_with_dilation` is not
+    applied) with the rates of `output_stride` (16: 6/12/18, 8: 12/24/36), its third
+    dilated branch zero-padded (the official ASPP does not pass `padding_mode` to it), one
+    decoder conv, LPU without antialias.
+    """
+    hp = ckpt["hyper_parameters"]
+    sd, _ = _state_dict(ckpt, "lps_deeplab")
+    if hp.get("model_name") not in _DEEPLAB_MODELS:
+        raise ConversionError(f"DeepLab model_name {hp.get('model_name')!r}; convertible: "
+                              f"{_DEEPLAB_MODELS}.")
+    if hp.get("separable_conv"):
+        raise ConversionError("separable_conv=True is not converted.")
+    unpool = _partial_kwargs(hp.get("unpool_layer"))
+    selection = unpool.get("component_selection")
+    if getattr(selection, "name", None) != "LPS_u":
+        raise ConversionError(f"Only the LPS_u unpooling converts; got {selection!r}.")
+    if unpool.get("antialias_layer") is not None or unpool.get("comp_convex"):
+        raise ConversionError("An LPU with an antialias layer or comp_convex=True is not "
+                              "converted.")
+    padding = _OFFICIAL_PADDING.get(hp.get("classifier_padding_mode", "zeros"))
+    if padding not in ("circular", "zeros"):
+        raise ConversionError(f"classifier_padding_mode {hp.get('classifier_padding_mode')!r}.")
+    bsd = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
+    if any("_antialias_layer" in k or k.endswith(".filt") for k in bsd):
+        raise ConversionError("A DeepLab backbone with antialias layers is not converted.")
+    depth, stem, _ = _architecture(bsd)
+    if stem != "imagenet":
+        raise ConversionError("The DeepLab backbone must have the ImageNet stem.")
+    widths = {}
+    for key, value in bsd.items():
+        m = re.match(r"(?:layer(\d+)\.0\.conv\d|maxpool)\.\d+\.component_selection\."
+                     r"get_logits\.conv1\.weight$", key)
+        if m:
+            widths[int(m.group(1) or 1)] = int(np.asarray(value).shape[0])
+    n_stages = len(DEPTHS[depth][1])
+    spec = dict(
+        downsampling="lps", padding_mode=padding, logits_model="conv",
+        logits_channels=tuple(widths.get(s + 1, None) for s in range(n_stages)),
+        score_unfiltered=False, stem_antialias=False, init="torch",
+        maxpool_padding="circular",
+        lps_kwargs={"scorer_head": "official", "scorer_init": "torch", "train_mode": "gumbel",
+                    "inference_mode": "argmax", "padding_mode": padding})
+    rates = (12, 24, 36) if hp.get("output_stride") == 8 else (6, 12, 18)
+    classes = int(np.asarray(sd["classifier.classifier.3.weight"]).shape[0])
+    model = {"depth": depth, "stem": stem, "num_classes": classes, "input_shape": None,
+             "_deeplab": dict(output_stride=32, upsampling="lpu", lpu_antialias=None,
+                              aspp_rates=rates, aspp_padding_modes=(padding, padding, "zeros"),
+                              decoder_convs=1)}
+    return model, spec
+
+
+def _deeplab_head_values(consumer, model, rates, prefix):
+    """Keras weight path -> array for the official DeepLabHeadV3PlusUnpool and unpooling."""
+    values, paths = {}, {}
+    layer_names = {layer.name for layer in model.layers}
+    convs = {"classifier.project.0": "low_level", "classifier.aspp.convs.0.0": "aspp_1x1",
+             "classifier.aspp.convs.4.1": "aspp_pool_proj",
+             "classifier.aspp.project.0": "aspp_proj",
+             "classifier.classifier.0": "decoder_conv1"}
+    for i, rate in enumerate(rates):
+        convs[f"classifier.aspp.convs.{i + 1}.0"] = f"aspp_rate{rate}"
+    bns = {}
+    for key, name in convs.items():
+        base, index = key.rsplit(".", 1)
+        bns[f"{base}.{int(index) + 1}"] = name
+
+    def put(layer, suffix, array, key):
+        if layer not in layer_names:
+            raise ConversionError(f"Tensor {prefix}{key} maps to layer {layer!r}, which the "
+                                  "model does not have.")
+        values[f"{layer}/{suffix}"] = array
+        paths[key] = f"{layer}/{suffix}"
+
+    for key in list(consumer.tensors):
+        base, leaf = key.rsplit(".", 1)
+        if base == "classifier.classifier.0" and leaf == "weight":
+            # The official decoder concatenates [low-level (48), ASPP]; ours [ASPP, low].
+            kernel = conv_kernel(consumer.take(key, "decoder conv"))
+            low = model.get_layer("low_level_conv").filters
+            put("decoder_conv1_conv", "kernel",
+                np.concatenate([kernel[:, :, low:], kernel[:, :, :low]], axis=2), key)
+        elif base in convs and leaf == "weight":
+            put(f"{convs[base]}_conv", "kernel", conv_kernel(consumer.take(key, "conv")), key)
+        elif base in bns and leaf in BN_NAMES:
+            put(f"{bns[base]}_bn", BN_NAMES[leaf], consumer.take(key, "BN"), key)
+        elif base in bns and leaf == "num_batches_tracked":
+            consumer.take(key, NOT_NEEDED["num_batches_tracked"])
+        elif base == "classifier.classifier.3":
+            arr = consumer.take(key, "classifier")
+            put("classifier", "kernel" if leaf == "weight" else "bias",
+                conv_kernel(arr) if leaf == "weight" else arr, key)
+        elif re.match(r"(classifier\.)?unpool\.\d+\.component_selection\.gumbel_tau$", key):
+            consumer.take(key, NOT_NEEDED["lpu_tau"])
     return values, paths

@@ -139,16 +139,19 @@ class Builder(ConvFactory):
         layer = LPSDownsampling2D(
             2, logits_model=self.logits_model,
             hidden_channels=scorer_width(logits_channels, x.shape[-1]),
-            antialias=antialias, return_probs=True, padding_mode=self.padding_mode,
-            score_unfiltered=self.score_unfiltered, name=name, **self.lps_kwargs,
+            antialias=antialias, return_probs=True, score_unfiltered=self.score_unfiltered,
+            name=name, **{"padding_mode": self.padding_mode, **self.lps_kwargs},
         )
         return layer(x)
 
     def _antialias_layer(self, name):
         if self.antialias is None:
             return None
-        return get_antialias(self.antialias, padding_mode=self.padding_mode, name=name,
-                             **self.spec.antialias_kwargs)
+        # `antialias_kwargs["padding_mode"]` may differ from the network's (the papers'
+        # code pads its filters circularly also in zero-padded networks).
+        return get_antialias(self.antialias, name=name,
+                             **{"padding_mode": self.padding_mode,
+                                **self.spec.antialias_kwargs})
 
 
 def _selects(b, stride):

@@ -58,11 +58,15 @@ class _Decoder:
         return x
 
 
-def _aspp(layers, x, rates, filters, name):
+def _aspp(layers, x, rates, filters, name, padding_modes=None):
     branches = [layers.conv_bn_relu(x, filters, 1, f"{name}_1x1")]
-    for rate in rates:
+    for i, rate in enumerate(rates):
         # Circular wrap padding of width `rate`, also when wider than the feature map.
-        branches.append(layers.conv_bn_relu(x, filters, 3, f"{name}_rate{rate}", dilation=rate))
+        branch_layers = layers
+        if padding_modes is not None and padding_modes[i] != layers.padding_mode:
+            branch_layers = ConvFactory(padding_modes[i], layers.sync_bn, layers.init)
+        branches.append(branch_layers.conv_bn_relu(x, filters, 3, f"{name}_rate{rate}",
+                                                   dilation=rate))
     pooled = InvariantGlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(x)
     pooled = layers.conv_bn_relu(pooled, filters, 1, f"{name}_pool_proj")
     pooled = SpatialBroadcast(name=f"{name}_pool_broadcast")(pooled, branches[0])
@@ -76,7 +80,8 @@ def deeplabv3plus(backbone="resnet18", num_classes=21, input_shape=(None, None, 
                   padding_mode="circular", logits_channels=DEFAULT_LOGITS_CHANNELS,
                   logits_model="conv", lps_kwargs=None, sync_bn=False, aspp_filters=256,
                   decoder_filters=256, low_level_filters=48, lpu_antialias="lowpass3",
-                  score_unfiltered=True, name=None, *, sampling=None):
+                  score_unfiltered=True, name=None, *, sampling=None, aspp_rates=None,
+                  aspp_padding_modes=None, decoder_convs=2):
     """DeepLabV3+ on a ResNet backbone (ImageNet stem).
 
     Args:
@@ -101,6 +106,13 @@ def deeplabv3plus(backbone="resnet18", num_classes=21, input_shape=(None, None, 
             A binomial filter scaled by 4 turns the zero-filled phases into a linear
             interpolation without affecting equivariance.
         name: model name.
+        aspp_rates: three ASPP dilation rates instead of the ones of `output_stride`
+            (the LPS paper's code: its backbone keeps output stride 32 but its ASPP uses
+            the rates of 16, 6/12/18).
+        aspp_padding_modes: one padding mode per ASPP rate (None: `padding_mode`); the
+            LPS paper's code zero-pads its third dilated branch.
+        decoder_convs: 3x3 conv-BN-ReLU layers after the decoder concatenation (2; the
+            DeepLabV3+ of the papers' code has 1).
 
     Returns:
         A functional `keras.Model` mapping images to per-pixel logits at input size.
@@ -146,14 +158,23 @@ def deeplabv3plus(backbone="resnet18", num_classes=21, input_shape=(None, None, 
                                              output_stride=output_stride, sampling=spec)
     layers = ConvFactory.from_spec(spec)
     rates = tuple(r * 16 // output_stride for r in _ASPP_RATES_OS16)
+    if aspp_rates is not None:
+        rates = tuple(int(r) for r in aspp_rates)
+    if len(rates) != 3 or len(set(rates)) != 3:
+        raise ValueError(f"`aspp_rates` must be three distinct rates; got {aspp_rates!r}.")
+    if aspp_padding_modes is not None and len(aspp_padding_modes) != len(rates):
+        raise ValueError(f"`aspp_padding_modes` needs one mode per rate; got "
+                         f"{aspp_padding_modes!r}.")
+    if decoder_convs not in (1, 2):
+        raise ValueError(f"`decoder_convs` must be 1 or 2; got {decoder_convs!r}.")
     decoder = _Decoder(upsampling, probs, lpu_antialias)
 
-    x = _aspp(layers, x, rates, aspp_filters, "aspp")
+    x = _aspp(layers, x, rates, aspp_filters, "aspp", aspp_padding_modes)
     x = decoder.up(x, output_stride, 4, "decoder_up")
     low = layers.conv_bn_relu(features[4], low_level_filters, 1, "low_level")
     x = keras.layers.Concatenate(name="decoder_concat")([x, low])
-    x = layers.conv_bn_relu(x, decoder_filters, 3, "decoder_conv1")
-    x = layers.conv_bn_relu(x, decoder_filters, 3, "decoder_conv2")
+    for i in range(decoder_convs):
+        x = layers.conv_bn_relu(x, decoder_filters, 3, f"decoder_conv{i + 1}")
     x = keras.layers.Conv2D(num_classes, 1, name="classifier")(x)
     x = decoder.up(x, 4, 1, "final_up")
     return keras.Model(inputs, x, name=name or f"deeplabv3plus_{backbone_name}_{spec.downsampling}")

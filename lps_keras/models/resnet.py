@@ -9,6 +9,7 @@ invariant to circular shifts at inference.
 
 import keras
 
+from lps_keras.layers import CircularPad2D
 from lps_keras.layers.pooling import InvariantGlobalAveragePooling2D
 from lps_keras.models.blocks import (
     DEFAULT_LOGITS_CHANNELS,
@@ -92,10 +93,12 @@ def resnet_features(inputs, depth, stem="imagenet", downsampling="strided", anti
             stride_now = 2
             record(x, p)
             # 2x2 max-pool at stride 1 needs one extra row/column at the end.
-            if spec.maxpool_zpad:  # an ablation: zeros instead of the padding mode
+            pool_padding = spec.maxpool_padding or (
+                "zeros" if spec.maxpool_zpad else spec.padding_mode)
+            if pool_padding == "zeros":  # maxpool_zpad: an ablation
                 x = keras.layers.ZeroPadding2D(((0, 1), (0, 1)), name="stem_pool_pad")(x)
             else:
-                x = b.pad(x, ((0, 1), (0, 1)), "stem_pool_pad")
+                x = CircularPad2D(((0, 1), (0, 1)), name="stem_pool_pad")(x)
             x = keras.layers.MaxPooling2D(2, strides=1, name="stem_pool")(x)
             x, p = b.downsample(x, "stem_down2", scorer_widths[0])
             stride_now = 4

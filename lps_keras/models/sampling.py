@@ -75,6 +75,10 @@ class SamplingSpec:
             then not shift invariant.
         maxpool_zpad: ImageNet stem: pad the 2x2 max-pool with zeros instead of in
             `padding_mode` (an ablation of the LPS paper; breaks exact invariance).
+        maxpool_padding: ImageNet stem with APS/LPS: the padding mode of the 2x2 max-pool's
+            extra row/column, `"circular"` or `"zeros"`; None (default) follows
+            `maxpool_zpad`/`padding_mode`. The papers' code pads it circularly unless
+            `maxpool_zpad`, also in its zero-padded networks (converted checkpoints set it).
         swap_conv_pool: in a stride-2 block, downsample after the 3x3 conv instead of
             before it (conv, downsample, BN; an ablation of the LPS paper).
         init: `"keras"` (he_normal convs, glorot_uniform dense) or `"torch"` (as the papers'
@@ -108,6 +112,7 @@ class SamplingSpec:
     stem_antialias: bool = True
     conv1_stride: bool = False
     maxpool_zpad: bool = False
+    maxpool_padding: str | None = None
     swap_conv_pool: bool = False
     init: str = "keras"
     aps_norm: str = "l2"
@@ -118,6 +123,11 @@ class SamplingSpec:
         check_choice("padding_mode", self.padding_mode, PADDING_MODES)
         check_choice("init", self.init, INITS)
         check_choice("aps_norm", self.aps_norm, APS_NORMS)
+        if self.maxpool_padding is not None:
+            check_choice("maxpool_padding", self.maxpool_padding, PADDING_MODES)
+            if self.maxpool_zpad and self.maxpool_padding != "zeros":
+                raise ValueError("`maxpool_zpad=True` pads the max-pool with zeros; it "
+                                 f"contradicts maxpool_padding={self.maxpool_padding!r}.")
         for flag in ("sync_bn", "score_unfiltered", "stem_antialias", "conv1_stride",
                      "maxpool_zpad", "swap_conv_pool"):
             if not isinstance(getattr(self, flag), bool):

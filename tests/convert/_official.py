@@ -12,6 +12,9 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "official")
 LPS_CKPT = "lps_resnet18_cifar10_circular.ckpt"
 APS_CKPT = "aps_resnet20_cifar10_circular_f3.pt"
 TV_CKPT = "torchvision_resnet18.pth"
+LPS_IMAGENET_DDAC = "lps_resnet18_imagenet_ddac3_circular"
+LPS_IMAGENET_R50 = "lps_resnet50_imagenet_lpf3_zero"
+LPS_DEEPLAB_CKPT = "lps_deeplabv3plus_resnet18_unpool.ckpt"
 
 
 def decompress(name, directory):

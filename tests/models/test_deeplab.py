@@ -97,3 +97,22 @@ def test_float32_segmentation_is_bitwise_equivariant(downsampling):
     assert out.dtype == np.float32 and np.ptp(out[0]) > 1e-3
     for n, shift in enumerate(shifts, start=1):
         assert np.array_equal(out[n], np.roll(out[0], shift, (1, 2))), shift
+
+
+def test_official_head_options():
+    # The LPS paper's DeepLabV3+: ASPP rates of output stride 16 on the stride-32 map, third
+    # dilated branch zero-padded, one decoder conv.
+    model = deeplabv3plus("resnet18", num_classes=3, input_shape=(64, 64, 3), output_stride=32,
+                          aspp_filters=8, decoder_filters=8, logits_channels=8,
+                          aspp_rates=(6, 12, 18), aspp_padding_modes=("circular", "circular",
+                                                                      "zeros"),
+                          decoder_convs=1)
+    names = [layer.name for layer in model.layers]
+    assert "decoder_conv2_conv" not in names and "decoder_conv1_conv" in names
+    assert model.get_layer("aspp_rate18_conv").dilation_rate == (18, 18)
+    assert type(model.get_layer("aspp_rate18_conv_pad")).__name__ == "ZeroPadding2D"
+    assert type(model.get_layer("aspp_rate6_conv_pad")).__name__ == "CircularPad2D"
+    with pytest.raises(ValueError, match="aspp_rates"):
+        deeplabv3plus("resnet18", input_shape=(64, 64, 3), aspp_rates=(6, 6, 18))
+    with pytest.raises(ValueError, match="decoder_convs"):
+        deeplabv3plus("resnet18", input_shape=(64, 64, 3), decoder_convs=3)

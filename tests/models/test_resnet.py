@@ -308,3 +308,20 @@ def test_aps_criteria_of_the_aps_code_reach_every_downsampler_and_stay_exact(nor
     x = np.random.default_rng(3).normal(size=(2, 32, 32, 3)).astype(float64)
     error, y = _max_shift_error(model, x, seed=11)
     assert np.ptp(y) > 0.1 and error < 1e-4
+
+
+def test_official_mixed_paddings_of_zero_padded_networks():
+    # The papers' zero-padded LPS networks keep circular scorers, filters and max-pool pad.
+    model = resnet18(num_classes=10, input_shape=(64, 64, 3), stem="imagenet",
+                     sampling=_spec(downsampling="lps", antialias="lowpass3",
+                                    padding_mode="zeros", logits_channels=8,
+                                    maxpool_padding="circular",
+                                    antialias_kwargs={"padding_mode": "circular"},
+                                    lps_kwargs={"padding_mode": "circular"}))
+    assert type(model.get_layer("stem_pool_pad")).__name__ == "CircularPad2D"
+    assert type(model.get_layer("stem_conv_pad")).__name__ == "ZeroPadding2D"
+    down = model.get_layer("stage2_block1_down")
+    assert down.padding_mode == "circular"
+    assert down.antialias_layer.padding_mode == "circular"
+    with pytest.raises(ValueError, match="maxpool_zpad"):
+        _spec(maxpool_zpad=True, maxpool_padding="circular")
