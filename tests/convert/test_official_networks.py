@@ -156,6 +156,13 @@ def test_aps_resnet20_matches_official(official_dir, inp, out):  # noqa: F811
            f"APS ResNet-20 logits ({inp})")
 
 
+def test_aps_criterion_override_reaches_every_downsampler(official_dir):  # noqa: F811
+    # The APS checkpoint does not store its criterion (the official default is l2).
+    model = convert_checkpoint(decompress(APS_CKPT, official_dir), aps_norm="l1_min")
+    aps = [layer for layer in model.layers if isinstance(layer, APSDownsampling2D)]
+    assert aps and all(a.norm == "l1_min" for a in aps)
+
+
 def test_torchvision_resnet18_matches_official(official_dir):  # noqa: F811
     data = load_npz("torchvision_resnet18_eval.npz")
     model = convert_checkpoint(decompress(TV_CKPT, official_dir))
