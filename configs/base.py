@@ -31,6 +31,7 @@ def sampling_fields():
         # The library's defaults; `official_code_fields()` lists the papers' code's.
         "score_unfiltered": True, "stem_antialias": True, "conv1_stride": False,
         "maxpool_zpad": False, "swap_conv_pool": False, "init": "keras", "aps_norm": "l2",
+        "batch_norm": "keras",
         "antialias_kwargs": ml_collections.ConfigDict(),
     }
 
@@ -44,12 +45,13 @@ def use_official_code_settings(model):
     """Sets `model` (a `config.model`) to the papers' code's settings where they differ from
     the library's defaults (see lps_keras.models.SamplingSpec and docs/official_code.md):
     selection on the filtered input, no blur before the ImageNet stem's first downsampler,
-    PyTorch's initialisation, the official conv scorer (an h->h last conv with bias and a
+    PyTorch's initialisation and BatchNorm statistics update, the official conv scorer (an h->h last conv with bias and a
     mean over channels, PyTorch init) and the official DDAC. Call it after setting
     `model.antialias`."""
     model.score_unfiltered = False
     model.stem_antialias = False
     model.init = "torch"
+    model.batch_norm = "torch"  # PyTorch's moving-variance update (unbiased batch variance)
     model.lps.scorer_head = "official"
     model.lps.scorer_init = "torch"
     if model.antialias and model.antialias.startswith("ddac"):

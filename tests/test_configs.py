@@ -117,8 +117,8 @@ def test_paper_configs_train_like_the_papers_code(name):
     config = load(name)
     assert config.train.optimizer == "pytorch_sgd"  # coupled L2, torch momentum buffer
     model = config.model
-    assert (model.score_unfiltered, model.stem_antialias, model.init) == (False, False,
-                                                                          "torch")
+    assert (model.score_unfiltered, model.stem_antialias, model.init, model.batch_norm) == (
+        False, False, "torch", "torch")
     assert not (model.conv1_stride or model.maxpool_zpad or model.swap_conv_pool)
     assert (model.lps.scorer_head, model.lps.scorer_init) == ("official", "torch")
     if (model.antialias or "").startswith("ddac"):
@@ -132,6 +132,8 @@ def test_paper_configs_train_like_the_papers_code(name):
         model_config["backbone"] = "resnet18"
     built = builders.build_model(model_config, (64, 64, 3), info.num_classes or 10)
     reached = set()
+    assert any(type(layer).__name__ == "TorchBatchNormalization" for layer in built.layers)
+    assert not any(type(layer).__name__ == "BatchNormalization" for layer in built.layers)
     for layer in built.layers:  # the settings reach the layers
         if type(layer).__name__ == "LPSDownsampling2D":
             assert layer.get_config()["scorer_head"] == "official"

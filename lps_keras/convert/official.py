@@ -195,7 +195,7 @@ def _lps_settings(hp, sd):
         antialias=antialias, antialias_kwargs=antialias_kwargs,
         score_unfiltered=bool(pool.get("selection_noantialias", False)),
         swap_conv_pool=bool(extras.get("swap_conv_pool", False)),
-        stem_antialias=stem_antialias, init="torch",
+        stem_antialias=stem_antialias, init="torch", batch_norm="torch",
         lps_kwargs={"scorer_head": "official", "scorer_init": "torch",
                     "train_mode": "softmax" if pool.get("comp_train_convex") else "gumbel",
                     "inference_mode": "softmax" if pool.get("comp_convex") else "argmax",
@@ -273,11 +273,11 @@ def build_spec(ckpt, kind=None):
         size = 1 if filt is None else int(np.asarray(filt).shape[-1])
         spec = dict(downsampling="aps", padding_mode="circular" if circular else "zeros",
                     antialias=f"lowpass{size}" if size > 1 else None,
-                    score_unfiltered=True, stem_antialias=False, init="torch")
+                    score_unfiltered=True, stem_antialias=False, init="torch", batch_norm="torch")
         if stem == "cifar":
             model["input_shape"] = (32, 32, 3)
     else:
-        spec = dict(downsampling="strided", padding_mode="zeros", init="torch")
+        spec = dict(downsampling="strided", padding_mode="zeros", init="torch", batch_norm="torch")
     return model, spec
 
 
@@ -517,7 +517,7 @@ def _deeplab_spec(ckpt):
     spec = dict(
         downsampling="lps", padding_mode=padding, logits_model="conv",
         logits_channels=tuple(widths.get(s + 1, None) for s in range(n_stages)),
-        score_unfiltered=False, stem_antialias=False, init="torch",
+        score_unfiltered=False, stem_antialias=False, init="torch", batch_norm="torch",
         maxpool_padding="circular",
         lps_kwargs={"scorer_head": "official", "scorer_init": "torch", "train_mode": "gumbel",
                     "inference_mode": "argmax", "padding_mode": padding})

@@ -1,6 +1,7 @@
 """Keras layers for shift-invariant and shift-equivariant CNNs."""
 
 from lps_keras.layers.antialias import get_antialias
+from lps_keras.layers.batch_norm import TorchBatchNormalization
 from lps_keras.layers.ddac import DDAC2D
 from lps_keras.layers.downsampling import APSDownsampling2D, LPSDownsampling2D
 from lps_keras.layers.initializers import TorchUniform
@@ -26,6 +27,7 @@ from lps_keras.layers.scorers import (
 from lps_keras.layers.upsampling import PolyphaseUpsampling2D
 
 __all__ = [
+    "TorchBatchNormalization",
     "APSDownsampling2D",
     "AttentionBNScorer",
     "AttentionScorer",

@@ -14,12 +14,14 @@ from lps_keras.layers import (
     BlurPool2D,
     CircularPad2D,
     LPSDownsampling2D,
+    TorchBatchNormalization,
     get_antialias,
 )
 from lps_keras.layers._validation import check_choice
 from lps_keras.models.sampling import (  # noqa: F401 (re-exported: their old home)
     AUTO_WIDTH_DIVISOR,
     AUTO_WIDTH_MIN,
+    BATCH_NORMS,
     DEFAULT_LOGITS_CHANNELS,
     DOWNSAMPLING,
     INITS,
@@ -41,16 +43,20 @@ class ConvFactory:
         sync_bn: use `BatchNormalization(synchronized=True)` (multi-replica training).
         init: `"keras"` (he_normal kernels) or `"torch"` (kaiming_normal with fan_out, as
             the papers' PyTorch ResNets re-initialise their convs).
+        batch_norm: `"keras"` or `"torch"` (`TorchBatchNormalization`: PyTorch's
+            moving-variance update).
     """
 
-    def __init__(self, padding_mode="circular", sync_bn=False, init="keras"):
+    def __init__(self, padding_mode="circular", sync_bn=False, init="keras",
+                 batch_norm="keras"):
         self.padding_mode = check_choice("padding_mode", padding_mode, PADDING_MODES)
         self.sync_bn = sync_bn
         self.init = check_choice("init", init, INITS)
+        self.batch_norm = check_choice("batch_norm", batch_norm, BATCH_NORMS)
 
     @classmethod
     def from_spec(cls, spec):
-        return cls(spec.padding_mode, spec.sync_bn, spec.init)
+        return cls(spec.padding_mode, spec.sync_bn, spec.init, spec.batch_norm)
 
     def kernel_initializer(self):
         """The conv kernel initializer of `init`."""
@@ -83,9 +89,13 @@ class ConvFactory:
         )(x)
 
     def bn(self, x, name, zero_init=False):
+        gamma = "zeros" if zero_init else "ones"
+        if self.batch_norm == "torch":
+            return TorchBatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+                                           gamma_initializer=gamma, name=name)(x)
         return keras.layers.BatchNormalization(
             momentum=BN_MOMENTUM, epsilon=BN_EPSILON, synchronized=self.sync_bn,
-            gamma_initializer="zeros" if zero_init else "ones", name=name,
+            gamma_initializer=gamma, name=name,
         )(x)
 
     def conv_bn_relu(self, x, filters, kernel_size, name, strides=1, dilation=1, relu=True):
@@ -109,7 +119,7 @@ class Builder(ConvFactory):
             spec = downsampling
         else:
             spec = SamplingSpec(downsampling=downsampling, **settings)
-        super().__init__(spec.padding_mode, spec.sync_bn, spec.init)
+        super().__init__(spec.padding_mode, spec.sync_bn, spec.init, spec.batch_norm)
         self.spec = spec
 
     downsampling = property(lambda self: self.spec.downsampling)

@@ -19,6 +19,7 @@ PADDING_MODES = ("circular", "zeros")
 # "keras": he_normal convs, glorot_uniform dense. "torch": what the papers' PyTorch models
 # use: convs kaiming_normal (fan_out, ReLU gain), dense layers PyTorch's default.
 INITS = ("keras", "torch")
+BATCH_NORMS = ("keras", "torch")
 
 # Default LPS scorer width: a quarter of the downsampler's input channels, at least 8. A
 # full-width conv scorer costs as much as the conv it follows (LPS ResNet-18 on CIFAR at 2.1x
@@ -84,6 +85,9 @@ class SamplingSpec:
         init: `"keras"` (he_normal convs, glorot_uniform dense) or `"torch"` (as the papers'
             PyTorch models: convs kaiming_normal with fan_out and the ReLU gain, BN (1, 0),
             the classifier PyTorch's default uniform kernel and bias).
+        batch_norm: `"keras"` (`keras.layers.BatchNormalization`) or `"torch"`
+            (`TorchBatchNormalization`: PyTorch's moving-variance update, with the unbiased
+            batch variance; not with `sync_bn`).
         aps_norm: the APS criterion of every APS downsampler (`APSDownsampling2D`'s
             `norm`: `"l2"`, `"l1"`, `"linf"`, or the APS code's `"l2_min"`, `"l1_min"`,
             `"non_abs_max"`).
@@ -115,6 +119,7 @@ class SamplingSpec:
     maxpool_padding: str | None = None
     swap_conv_pool: bool = False
     init: str = "keras"
+    batch_norm: str = "keras"
     aps_norm: str = "l2"
     antialias_kwargs: dict | None = dataclasses.field(default=None, hash=False)
 
@@ -123,6 +128,10 @@ class SamplingSpec:
         check_choice("padding_mode", self.padding_mode, PADDING_MODES)
         check_choice("init", self.init, INITS)
         check_choice("aps_norm", self.aps_norm, APS_NORMS)
+        check_choice("batch_norm", self.batch_norm, BATCH_NORMS)
+        if self.batch_norm == "torch" and self.sync_bn:
+            raise ValueError("`batch_norm='torch'` (PyTorch's moving-variance update) does not "
+                             "support `sync_bn=True`; use batch_norm='keras' with sync_bn.")
         if self.maxpool_padding is not None:
             check_choice("maxpool_padding", self.maxpool_padding, PADDING_MODES)
             if self.maxpool_zpad and self.maxpool_padding != "zeros":
