@@ -1036,12 +1036,114 @@ def make_lps_deeplab(W, L, lps_root, out):
     print("DeepLab spread", spread, "equivariance", eq, raw_size, xz_size)
 
 
+# --------------------------------------------------------------------------------------
+# Structure-only fixtures of the published LPS checkpoints (and torchvision ResNet-50/101)
+# --------------------------------------------------------------------------------------
+class FLAGS_PUB_R18_CIRCULAR(FLAGS_CIFAR_LPS):
+    """ResNet18_LPS_circular_basic: ImageNet, circular convs, no antialias."""
+    dataset = "imagenet"
+
+
+class FLAGS_PUB_R18_LPF2_CIRCULAR(FLAGS_CIFAR_LPS):
+    """ResNet18_LPS_LPF2_circular_basic."""
+    dataset = "imagenet"
+    antialias_mode = "LowPassFilter"
+    antialias_size = 2
+
+
+class FLAGS_PUB_R101_DDAC3_ZERO(FLAGS_IMAGENET_LPS_DDAC3):
+    """ResNet101_LPS_DDAC3_zero_randomresized: zero-padded convs; LPS_pad, the antialias
+    padding mode and the max-pool pad at their train.py defaults (circular)."""
+    model = "ResNet101Custom"
+    circular_pad = False
+
+
+class FLAGS_PUB_R101_LPF3_ZERO(FLAGS_IMAGENET_LPS_LPF3_ZERO):
+    """ResNet101_LPS_LPF3_zero_randomresized."""
+    model = "ResNet101Custom"
+
+
+PUBLISHED_LPS = [
+    ("ResNet18_LPS_circular_basic", FLAGS_PUB_R18_CIRCULAR),
+    ("ResNet18_LPS_DDAC3_circular_basic", FLAGS_IMAGENET_LPS_DDAC3),
+    ("ResNet18_LPS_LPF2_circular_basic", FLAGS_PUB_R18_LPF2_CIRCULAR),
+    ("ResNet50_LPS_LPF3_zero_randomresized", FLAGS_IMAGENET_LPS_LPF3_ZERO),
+    ("ResNet101_LPS_DDAC3_zero_randomresized", FLAGS_PUB_R101_DDAC3_ZERO),
+    ("ResNet101_LPS_LPF3_zero_randomresized", FLAGS_PUB_R101_LPF3_ZERO),
+]
+
+
+def zero_state(model, keep=("gumbel_tau", "filt")):
+    """Every parameter and buffer set to 0, except the constants of the architecture: the
+    LPS temperature buffers (gumbel_tau) and the fixed binomial blur kernels of
+    LowPassFilter (filt), which the converter checks, keep their constructor values."""
+    with torch.no_grad():
+        for n, t in list(model.named_parameters()) + list(model.named_buffers()):
+            if n.split(".")[-1] not in keep:
+                t.zero_()
+
+
+def make_published_structures(W, L, lps_root, out):
+    """Structure-only fixtures: the architectures of the six published LPS ImageNet
+    checkpoints (built by the official code with the train.py flags of each run, scorer
+    widths configs/logits_channels/resnet18_imagenet.json, 1000 classes) and of torchvision
+    ResNet-50/101, with every weight zero (so the xz files are tiny) but the real
+    Lightning layout and hyper_parameters. No outputs: numerical parity is covered by the
+    random-weight fixtures."""
+    import torchvision
+    summary = {}
+    for name, FLAGS in PUBLISHED_LPS:
+        seed(42)
+        model = build_lps_imagenet(L, lps_root, FLAGS)
+        zero_state(model)
+        ck = lightning_checkpoint(model, epoch=0, global_step=0)
+        fname = "published_" + name.lower()
+        raw_size, xz_size = save_xz(ck, os.path.join(out, fname + ".ckpt.xz"))
+        write_keys(model.state_dict(), os.path.join(out, fname + ".keys.txt"),
+                   f"# state_dict of {fname}.ckpt.xz (key, shape, dtype); structure only")
+        summary[fname] = dict(
+            published_checkpoint=name + ".ckpt", checkpoint=fname + ".ckpt.xz",
+            official_class=f"models.resnet_custom.{FLAGS.model}",
+            flags={k: getattr(FLAGS, k) for k in dir(FLAGS) if not k.startswith("_")},
+            num_parameters=int(sum(p.numel() for p in model.parameters())),
+            num_state_tensors=len(model.state_dict()),
+            hyper_parameters_repr={k: repr(v) for k, v in model.hparams.items()},
+            checkpoint_bytes_uncompressed=raw_size, checkpoint_bytes_xz=xz_size)
+        print(fname, summary[fname]["num_parameters"], raw_size, xz_size)
+    for arch in ("resnet50", "resnet101"):
+        seed(0)
+        model = getattr(torchvision.models, arch)(weights=None, num_classes=1000)
+        zero_state(model)
+        sd = model.state_dict()
+        fname = "published_torchvision_" + arch
+        raw_size, xz_size = save_xz(sd, os.path.join(out, fname + ".pth.xz"))
+        write_keys(sd, os.path.join(out, fname + ".keys.txt"),
+                   f"# torchvision.models.{arch} state_dict in {fname}.pth.xz; structure only")
+        summary[fname] = dict(
+            official_class=f"torchvision.models.resnet.ResNet ({arch})",
+            torchvision_version=torchvision.__version__, checkpoint=fname + ".pth.xz",
+            num_parameters=int(sum(p.numel() for p in model.parameters())),
+            num_state_tensors=len(sd), checkpoint_bytes_uncompressed=raw_size,
+            checkpoint_bytes_xz=xz_size)
+        print(fname, summary[fname]["num_parameters"], raw_size, xz_size)
+    doc = {"official_repo": LPS_REPO, "official_commit": W.commits["lps"],
+           "torch": torch.__version__,
+           "note": "structure-only fixtures: every weight is zero (the gumbel_tau buffers and "
+                   "the fixed LowPassFilter kernels 'filt' keep their constructor values); "
+                   "layout and hyper_parameters of the published files, no outputs",
+           "fixtures": summary}
+    with open(os.path.join(out, "published_structures.json"), "w") as f:
+        json.dump(doc, f, indent=1, sort_keys=True, default=str)
+        f.write("\n")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lps-mirror", default="/work/.mirror/raymondyeh07+learnable_polyphase_sampling/repo")
     ap.add_argument("--aps-mirror", default="/work/.mirror/achaman2+truly_shift_invariant_cnns/repo")
     ap.add_argument("--out", default="tests/fixtures/official")
-    ap.add_argument("--only", default="layers,lps_net,aps_net,tv,deeplab,lps_imagenet")
+    ap.add_argument("--only", default="layers,lps_net,aps_net,tv,deeplab,lps_imagenet,"
+                                      "published_structures")
     args = ap.parse_args()
     only = args.only.split(",")
     tmp = tempfile.mkdtemp(prefix="official_src_")
@@ -1072,6 +1174,8 @@ def main():
         make_tv_resnet18(W, out)
     if "lps_imagenet" in only:
         make_lps_imagenet(W, L, lps_root, out)
+    if "published_structures" in only:
+        make_published_structures(W, L, lps_root, out)
     default = ap.get_default("only").split(",")
     idx_path = os.path.join(out, "index.json")
     fixtures = W.index
