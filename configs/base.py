@@ -45,9 +45,9 @@ def use_official_code_settings(model):
     """Sets `model` (a `config.model`) to the papers' code's settings where they differ from
     the library's defaults (see lps_keras.models.SamplingSpec and docs/official_code.md):
     selection on the filtered input, no blur before the ImageNet stem's first downsampler,
-    PyTorch's initialisation and BatchNorm statistics update, the official conv scorer (an h->h last conv with bias and a
-    mean over channels, PyTorch init) and the official DDAC. Call it after setting
-    `model.antialias`."""
+    PyTorch's initialisation and BatchNorm statistics update, the official conv scorer (an
+    h->h last conv with bias and a mean over channels, PyTorch init) and the official DDAC.
+    Call it after setting `model.antialias`."""
     model.score_unfiltered = False
     model.stem_antialias = False
     model.init = "torch"
