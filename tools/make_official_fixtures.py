@@ -1137,13 +1137,61 @@ def make_published_structures(W, L, lps_root, out):
         f.write("\n")
 
 
+APS_STRUCTURES = ("resnet18_aps", "resnet50_aps", "resnet56_aps")
+
+
+def make_aps_structures(W, A, out):
+    """Structure-only fixtures of the APS repo's other CIFAR-10 ResNets (resnet18_aps,
+    resnet50_aps, resnet56_aps; filter size 3, circular padding, 10 classes), built by the
+    official model functions with the same model_dict as the random-weight ResNet-20 and
+    saved as the APS training script saves them ({'model', 'optimizer', 'accuracy',
+    'best_accuracy', 'epoch'}). Every weight zero; the blur buffers 'filt' keep their
+    constructor values. The optimizer state is that of a fresh SGD (no momentum buffers),
+    so the files stay tiny. No outputs."""
+    summary = {}
+    for arch in APS_STRUCTURES:
+        seed(0)
+        model_dict = {'conv_pad_type': 'circular', 'dataset_to_train': 'cifar10',
+                      'pretrained': False, 'filter_size': 3, 'apspool_criterion': 'l2'}
+        if arch == "resnet56_aps":
+            model_dict['layer_channels'] = [16, 32, 64]
+        model = getattr(A.aps_resnet, arch)(**model_dict)
+        zero_state(model)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+        state = {'model': model.state_dict(), 'optimizer': opt.state_dict(),
+                 'accuracy': 10.0, 'best_accuracy': 10.0, 'epoch': 0}
+        fname = f"aps_structure_{arch}_cifar10_circular_f3"
+        raw_size, xz_size = save_xz(state, os.path.join(out, fname + ".pt.xz"))
+        write_keys(model.state_dict(), os.path.join(out, fname + ".keys.txt"),
+                   f"# state['model'] of {fname}.pt.xz (key, shape, dtype); structure only")
+        summary[fname] = dict(
+            checkpoint=fname + ".pt.xz",
+            official_class=f"model_classes.aps_models.resnet.{type(model).__name__} ({arch})",
+            args=dict(arch=arch, **model_dict),
+            num_parameters=int(sum(p.numel() for p in model.parameters())),
+            num_state_tensors=len(model.state_dict()),
+            checkpoint_bytes_uncompressed=raw_size, checkpoint_bytes_xz=xz_size)
+        print(fname, summary[fname]["num_parameters"], raw_size, xz_size)
+    doc = {"official_repo": APS_REPO, "official_commit": W.commits["aps"],
+           "torch": torch.__version__,
+           "checkpoint_layout": "torch.save({'model': state_dict, 'optimizer': "
+                                "optimizer.state_dict(), 'accuracy', 'best_accuracy', 'epoch'}) as "
+                                "in utils/for_circular_pad_exps/train_validate_circular.py",
+           "note": "structure-only fixtures: every weight is zero (the fixed blur buffers "
+                   "'filt' keep their constructor values); no outputs",
+           "fixtures": summary}
+    with open(os.path.join(out, "aps_structures.json"), "w") as f:
+        json.dump(doc, f, indent=1, sort_keys=True, default=str)
+        f.write("\n")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lps-mirror", default="/work/.mirror/raymondyeh07+learnable_polyphase_sampling/repo")
     ap.add_argument("--aps-mirror", default="/work/.mirror/achaman2+truly_shift_invariant_cnns/repo")
     ap.add_argument("--out", default="tests/fixtures/official")
     ap.add_argument("--only", default="layers,lps_net,aps_net,tv,deeplab,lps_imagenet,"
-                                      "published_structures")
+                                      "published_structures,aps_structures")
     args = ap.parse_args()
     only = args.only.split(",")
     tmp = tempfile.mkdtemp(prefix="official_src_")
@@ -1176,6 +1224,8 @@ def main():
         make_lps_imagenet(W, L, lps_root, out)
     if "published_structures" in only:
         make_published_structures(W, L, lps_root, out)
+    if "aps_structures" in only:
+        make_aps_structures(W, A, out)
     default = ap.get_default("only").split(",")
     idx_path = os.path.join(out, "index.json")
     fixtures = W.index
