@@ -163,6 +163,13 @@ def test_aps_criterion_override_reaches_every_downsampler(official_dir):  # noqa
     assert aps and all(a.norm == "l1_min" for a in aps)
 
 
+def test_aps_repo_lpf_models_convert_with_the_blurpool_override(official_dir):  # noqa: F811
+    # The APS repo's *_lpf models save exactly the tensors of its APS models.
+    model = convert_checkpoint(decompress(APS_CKPT, official_dir), downsampling="blurpool")
+    kinds = {type(layer).__name__ for layer in model.layers}
+    assert "BlurPool2D" in kinds and "APSDownsampling2D" not in kinds
+
+
 def test_torchvision_resnet18_matches_official(official_dir):  # noqa: F811
     data = load_npz("torchvision_resnet18_eval.npz")
     model = convert_checkpoint(decompress(TV_CKPT, official_dir))
