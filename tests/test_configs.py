@@ -20,6 +20,17 @@ def load(name):
     return module.get_config()
 
 
+def fast_variant(model_config):
+    """`config.model` as a dict with deep backbones swapped for ResNet-18: the deep variants
+    take the same arguments, and ResNet-18 keeps the suite fast."""
+    model = model_config.to_dict()
+    if model.get("depth", 0) > 34:
+        model["depth"] = 18
+    if model.get("backbone") in ("resnet50", "resnet101"):
+        model["backbone"] = "resnet18"
+    return model
+
+
 def test_one_config_per_paper_experiment():
     expected = {f"cifar10_resnet18_{v}.py" for v in
                 ("strided", "blurpool", "aps", "lps", "lps_lowpass3")}
@@ -38,13 +49,8 @@ def test_config_resolves(name):
     assert config.name == ""  # derived from data and model: tests/training/test_naming.py
     assert config.train.epochs > 0 and config.train.batch_size > 0
     builders.build_tau_schedule(config.train)
-    model_config = config.model.to_dict()
-    # Deep variants take the same arguments; ResNet-18 keeps the suite fast.
-    if model_config.get("depth", 0) > 34:
-        model_config["depth"] = 18
-    if model_config.get("backbone") in ("resnet50", "resnet101"):
-        model_config["backbone"] = "resnet18"
-    model = builders.build_model(model_config, (64, 64, 3), info.num_classes or 10)
+    model = builders.build_model(fast_variant(config.model), (64, 64, 3),
+                                 info.num_classes or 10)
     optimizer = builders.build_optimizer(config.train, steps_per_epoch=10, model=model)
     assert float(optimizer.learning_rate) > 0
     expected = config.model.get("downsampling")
@@ -125,12 +131,8 @@ def test_paper_configs_train_like_the_papers_code(name):
         assert model.antialias_kwargs.to_dict() == {"softmax": "joint", "epsilon": 1e-5,
                                                     "momentum": 0.9}
     info = dataset_info(config.data.name)
-    model_config = config.model.to_dict()
-    if model_config.get("depth", 0) > 34:
-        model_config["depth"] = 18
-    if model_config.get("backbone") in ("resnet50", "resnet101"):
-        model_config["backbone"] = "resnet18"
-    built = builders.build_model(model_config, (64, 64, 3), info.num_classes or 10)
+    built = builders.build_model(fast_variant(config.model), (64, 64, 3),
+                                 info.num_classes or 10)
     reached = set()
     assert any(type(layer).__name__ == "TorchBatchNormalization" for layer in built.layers)
     assert not any(type(layer).__name__ == "BatchNormalization" for layer in built.layers)

@@ -629,7 +629,13 @@ class FLAGS_CIFAR_LPS:
 
 
 def build_lps_resnet18(L, lps_root):
-    FLAGS = FLAGS_CIFAR_LPS
+    """The CIFAR-10 LPS ResNet-18 as train.py builds it (`FLAGS_CIFAR_LPS`)."""
+    return build_lps_model(L, lps_root, FLAGS_CIFAR_LPS, (3, 32, 32), 10, imagenet=False)
+
+
+def build_lps_model(L, lps_root, FLAGS, input_shape, num_classes, imagenet):
+    """An official LPS classifier as train.py builds it from `FLAGS`; `imagenet` keeps
+    conv1's 7x7 support and the max-pool (ImageNet stem) instead of the CIFAR stem."""
     from utils.core_utils import loadcfg
     cwd = os.getcwd()
     os.chdir(os.path.join(lps_root, "learn_poly_sampling"))
@@ -644,14 +650,14 @@ def build_lps_resnet18(L, lps_root):
         'maxpool_zpad': FLAGS.maxpool_zpad,
         'swap_conv_pool': FLAGS.swap_conv_pool,
         'conv1_stride': FLAGS.conv1_stride,
-        'inc_conv1_support': False,
-        'apply_maxpool': False,
+        'inc_conv1_support': imagenet,
+        'apply_maxpool': imagenet,
         'ret_prob': True,
         'ret_logits': True,
         'forward_pool_method': FLAGS.pool_method,
     }
-    model = L.models.get_model(FLAGS.model)(
-        (3, 32, 32), 10,
+    return L.models.get_model(FLAGS.model)(
+        input_shape, num_classes,
         padding_mode='circular' if FLAGS.circular_pad else 'zeros',
         learning_rate=FLAGS.learning_rate,
         optimizer=L.models.get_optimizer(FLAGS.optimizer),
@@ -660,7 +666,6 @@ def build_lps_resnet18(L, lps_root):
         extras_model=extras_model,
         warmup_epochs=FLAGS.warmup_epochs,
     )
-    return model
 
 
 def lightning_checkpoint(model, epoch, global_step):
@@ -767,36 +772,7 @@ class FLAGS_IMAGENET_LPS_LPF3_ZERO(FLAGS_CIFAR_LPS):
 
 def build_lps_imagenet(L, lps_root, FLAGS, num_classes=1000):
     """An LPS ImageNet model as train.py builds it for --dataset imagenet."""
-    from utils.core_utils import loadcfg
-    cwd = os.getcwd()
-    os.chdir(os.path.join(lps_root, "learn_poly_sampling"))
-    try:
-        pool_layer = L.layers.get_pool_method(FLAGS.pool_method, FLAGS)
-        logits_channels = loadcfg(FLAGS.logits_channels)
-        optimizer_kwargs = loadcfg(FLAGS.optimizer_cfg)
-    finally:
-        os.chdir(cwd)
-    extras_model = {
-        'logits_channels': logits_channels,
-        'maxpool_zpad': FLAGS.maxpool_zpad,
-        'swap_conv_pool': FLAGS.swap_conv_pool,
-        'conv1_stride': FLAGS.conv1_stride,
-        'inc_conv1_support': True,
-        'apply_maxpool': True,
-        'ret_prob': True,
-        'ret_logits': True,
-        'forward_pool_method': FLAGS.pool_method,
-    }
-    return L.models.get_model(FLAGS.model)(
-        (3, 224, 224), num_classes,
-        padding_mode='circular' if FLAGS.circular_pad else 'zeros',
-        learning_rate=FLAGS.learning_rate,
-        optimizer=L.models.get_optimizer(FLAGS.optimizer),
-        optimizer_kwargs=optimizer_kwargs,
-        pooling_layer=pool_layer,
-        extras_model=extras_model,
-        warmup_epochs=FLAGS.warmup_epochs,
-    )
+    return build_lps_model(L, lps_root, FLAGS, (3, 224, 224), num_classes, imagenet=True)
 
 
 def make_lps_imagenet(W, L, lps_root, out):

@@ -2,6 +2,7 @@
 
 import lzma
 import os
+import re
 import shutil
 
 import numpy as np
@@ -24,6 +25,30 @@ def decompress(name, directory):
         with lzma.open(os.path.join(FIXTURES, name + ".xz")) as src, open(path, "wb") as dst:
             shutil.copyfileobj(src, dst)
     return path
+
+
+def load_decompressed(name, directory):
+    """The checkpoint `<FIXTURES>/<name>.xz`, read with `load_torch_checkpoint`; the
+    decompressed file (structure fixtures unpack to up to 188 MB of zeros) is removed."""
+    from lps_keras.convert.torch_checkpoint import load_torch_checkpoint
+
+    path = decompress(name, directory)
+    try:
+        return load_torch_checkpoint(path)
+    finally:
+        os.remove(path)
+
+
+def stage_blocks(model):
+    """Blocks per stage of a built ResNet, from its `stage<s>_block<b>_` layer names (-1 for
+    a stage whose block numbers are not 1..n)."""
+    found = {}
+    for layer in model.layers:
+        m = re.match(r"stage(\d)_block(\d+)_", layer.name)
+        if m:
+            found.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
+    return [max(found[s]) if sorted(found[s]) == list(range(1, max(found[s]) + 1)) else -1
+            for s in sorted(found)]
 
 
 def load_npz(name):

@@ -11,15 +11,13 @@ the random-weight ResNet-20 fixture of test_official_networks.py. numpy + lzma o
 
 import json
 import os
-import re
 
 import numpy as np
 import pytest
 
 from lps_keras.convert.official import checkpoint_kind, convert_checkpoint_with_map
-from lps_keras.convert.torch_checkpoint import load_torch_checkpoint
 from lps_keras.layers import APSDownsampling2D, LowPassFilter2D
-from tests.convert._official import FIXTURES, decompress
+from tests.convert._official import FIXTURES, load_decompressed, stage_blocks
 
 with open(os.path.join(FIXTURES, "aps_structures.json")) as _f:
     META = json.load(_f)["fixtures"]
@@ -30,24 +28,6 @@ APS = {
     "aps_structure_resnet50_aps_cifar10_circular_f3": (50, [3, 4, 6, 3], True, 23_520_842),
     "aps_structure_resnet56_aps_cifar10_circular_f3": (56, [9, 9, 9], False, 855_770),
 }
-
-
-def _load(name, tmp_path):
-    path = decompress(name + ".pt", tmp_path)
-    try:
-        return load_torch_checkpoint(path)
-    finally:
-        os.remove(path)  # up to 94 MB of zeros
-
-
-def _stage_blocks(model):
-    found = {}
-    for layer in model.layers:
-        m = re.match(r"stage(\d)_block(\d+)_", layer.name)
-        if m:
-            found.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
-    return [max(found[s]) if sorted(found[s]) == list(range(1, max(found[s]) + 1)) else -1
-            for s in sorted(found)]
 
 
 def test_every_aps_structure_fixture_is_recorded():
@@ -62,7 +42,7 @@ def test_aps_layout_converts_strictly(name, tmp_path):
     meta = META[name]
     assert meta["num_parameters"] == count
     assert meta["args"]["filter_size"] == 3 and meta["args"]["conv_pad_type"] == "circular"
-    ckpt = _load(name, tmp_path)
+    ckpt = load_decompressed(name + ".pt", tmp_path)
     assert checkpoint_kind(ckpt) == "aps_resnet"
     state = ckpt["model"]
     assert len(state) == meta["num_state_tensors"]
@@ -73,7 +53,7 @@ def test_aps_layout_converts_strictly(name, tmp_path):
     assert model.input.shape == (None, 32, 32, 3)
     assert model.output.shape == (None, 10)
     assert sum(int(np.prod(v.shape)) for v in model.trainable_weights) == count
-    assert _stage_blocks(model) == blocks
+    assert stage_blocks(model) == blocks
     names = [layer.name for layer in model.layers]
     assert ("stage1_block1_3_conv" in names) == bottleneck
 
@@ -113,6 +93,6 @@ def _source(model, name):
 
 def test_aps_resnet56_layout_runs(tmp_path):
     model, _ = convert_checkpoint_with_map(
-        _load("aps_structure_resnet56_aps_cifar10_circular_f3", tmp_path))
+        load_decompressed("aps_structure_resnet56_aps_cifar10_circular_f3.pt", tmp_path))
     y = np.asarray(model(np.ones((1, 32, 32, 3), np.float32), training=False))
     assert y.shape == (1, 10) and np.isfinite(y).all()

@@ -11,15 +11,13 @@ random-weight fixtures of test_official_networks.py. numpy + lzma only, no torch
 
 import json
 import os
-import re
 
 import numpy as np
 import pytest
 
 from lps_keras.convert.official import convert_checkpoint, convert_checkpoint_with_map
-from lps_keras.convert.torch_checkpoint import load_torch_checkpoint
 from lps_keras.layers import DDAC2D, APSDownsampling2D, LowPassFilter2D, LPSDownsampling2D
-from tests.convert._official import FIXTURES, decompress
+from tests.convert._official import FIXTURES, load_decompressed, stage_blocks
 
 with open(os.path.join(FIXTURES, "published_structures.json")) as _f:
     META = json.load(_f)["fixtures"]
@@ -41,30 +39,12 @@ LPS_DOWNS = ["stem_down1", "stem_down2", "stage2_block1_down", "stage3_block1_do
              "stage4_block1_down"]
 
 
-def _load(name, tmp_path, ext):
-    path = decompress(name + ext, tmp_path)
-    try:
-        return load_torch_checkpoint(path)
-    finally:
-        os.remove(path)  # up to 188 MB of zeros each
-
-
 def _trainable(model):
     return sum(int(np.prod(v.shape)) for v in model.trainable_weights)
 
 
 def _partial_keywords(obj):
     return obj.state[2] if isinstance(obj.state, tuple) and obj.state[2] else obj.kwargs
-
-
-def _stage_blocks(model):
-    found = {}
-    for layer in model.layers:
-        m = re.match(r"stage(\d)_block(\d+)_", layer.name)
-        if m:
-            found.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
-    return [max(found[s]) if sorted(found[s]) == list(range(1, max(found[s]) + 1)) else -1
-            for s in sorted(found)]
 
 
 def test_every_published_fixture_is_recorded():
@@ -77,7 +57,7 @@ def test_every_published_fixture_is_recorded():
 def test_published_lps_layout_converts_strictly(name, tmp_path):
     depth, aa_cls, aa_size, conv_pad = PUBLISHED[name]
     meta = META[name]
-    ckpt = _load(name, tmp_path, ".ckpt")
+    ckpt = load_decompressed(name + ".ckpt", tmp_path)
     state = ckpt["state_dict"]
     # strict (the default): a missing or unused tensor raises; the map covers every tensor
     model, tensor_map = convert_checkpoint_with_map(ckpt)
@@ -85,7 +65,7 @@ def test_published_lps_layout_converts_strictly(name, tmp_path):
     assert {v.path for v in model.weights} <= set(tensor_map.values())
     assert model.output.shape == (None, 1000)
     assert _trainable(model) == meta["num_parameters"]  # the official model's count
-    assert _stage_blocks(model) == BLOCKS[depth]
+    assert stage_blocks(model) == BLOCKS[depth]
     assert ("stage1_block1_3_conv" in [layer.name for layer in model.layers]) == (depth >= 50)
 
     # ImageNet stem: 7x7 conv without stride, LPS, circular-padded 2x2 max-pool, LPS
@@ -128,7 +108,7 @@ def test_published_lps_layout_converts_strictly(name, tmp_path):
 @pytest.mark.parametrize("name", ["published_resnet18_lps_lpf2_circular_basic",
                                   "published_resnet50_lps_lpf3_zero_randomresized"])
 def test_published_lps_layout_runs(name, tmp_path):
-    model = convert_checkpoint(_load(name, tmp_path, ".ckpt"))
+    model = convert_checkpoint(load_decompressed(name + ".ckpt", tmp_path))
     y = np.asarray(model(np.ones((1, 64, 64, 3), np.float32), training=False))
     assert y.shape == (1, 1000) and np.isfinite(y).all()
 
@@ -138,11 +118,11 @@ def test_published_lps_layout_runs(name, tmp_path):
 def test_torchvision_resnet_layout_converts_strictly(name, downsampling, tmp_path):
     depth, count = TORCHVISION[name]
     assert META[name]["num_parameters"] == count
-    ckpt = _load(name, tmp_path, ".pth")
+    ckpt = load_decompressed(name + ".pth", tmp_path)
     model = convert_checkpoint(ckpt, downsampling=downsampling, input_shape=(64, 64, 3))
     assert model.output.shape == (None, 1000)
     assert _trainable(model) == count
-    assert _stage_blocks(model) == BLOCKS[depth]
+    assert stage_blocks(model) == BLOCKS[depth]
     if downsampling == "strided":
         assert not [d for d in model.layers if isinstance(d, APSDownsampling2D)]
     elif downsampling == "aps":

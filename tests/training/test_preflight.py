@@ -19,7 +19,7 @@ import tensorflow as tf
 from lps_keras.errors import ConfigError
 from lps_keras.training import preflight
 from lps_keras.training.trainer import Trainer
-from tests.test_configs import CONFIGS, load
+from tests.test_configs import CONFIGS, fast_variant, load
 
 
 def _images(rng, count, height, width):
@@ -79,10 +79,10 @@ WRITERS = {"cifar10": write_cifar10, "imagenet": write_image_folder, "voc": writ
 
 def checked_config(name, tmp_path):
     config = load(name)
-    if config.model.get("depth", 0) > 34:
-        config.model.depth = 18
-    if config.model.get("backbone") in ("resnet50", "resnet101"):
-        config.model.backbone = "resnet18"
+    small = fast_variant(config.model)
+    for key in ("depth", "backbone"):
+        if key in small:
+            config.model[key] = small[key]
     config.eval.batch_size = min(config.eval.batch_size, 2)
     config.export.dir = str(tmp_path / "exports")
     writer = WRITERS.get(config.data.name)
