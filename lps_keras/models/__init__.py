@@ -29,3 +29,7 @@ __all__ = [
 from lps_keras.models.deeplab import deeplabv3plus  # noqa: E402
 
 __all__ += ["deeplabv3plus"]
+
+from lps_keras.models.unet import UNetEncoder, unet, unet_features  # noqa: E402
+
+__all__ += ["unet", "unet_features", "UNetEncoder"]

@@ -98,8 +98,9 @@ class ConvFactory:
             gamma_initializer=gamma, name=name,
         )(x)
 
-    def conv_bn_relu(self, x, filters, kernel_size, name, strides=1, dilation=1, relu=True):
-        x = self.conv(x, filters, kernel_size, f"{name}_conv", strides, dilation)
+    def conv_bn_relu(self, x, filters, kernel_size, name, strides=1, dilation=1, relu=True,
+                     use_bias=False):
+        x = self.conv(x, filters, kernel_size, f"{name}_conv", strides, dilation, use_bias)
         x = self.bn(x, f"{name}_bn")
         return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
 

@@ -18,7 +18,7 @@ from lps_keras.models.blocks import (
     basic_block,
     bottleneck_block,
 )
-from lps_keras.models.sampling import SamplingSpec, resolve_sampling
+from lps_keras.models.sampling import RESNET_DOWNSAMPLING, SamplingSpec, resolve_sampling
 
 # depth: (block kind, blocks per stage, stage widths)
 _IMAGENET_STAGES = (64, 128, 256, 512)
@@ -52,6 +52,7 @@ def resnet_features(inputs, depth, stem="imagenet", downsampling="strided", anti
         the `probs` of the downsampler that produced it (APS/LPS only).
     """
     spec = resolve_sampling(sampling, resnet_features, locals())
+    spec.check_family("ResNet", RESNET_DOWNSAMPLING)
     if depth not in DEPTHS:
         raise ValueError(f"`depth` must be one of {tuple(DEPTHS)}; got {depth!r}.")
     if stem not in STEMS:

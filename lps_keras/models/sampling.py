@@ -12,7 +12,11 @@ from lps_keras.layers import get_antialias
 from lps_keras.layers._validation import check_choice
 from lps_keras.layers.downsampling import NORMS as APS_NORMS
 
-DOWNSAMPLING = ("strided", "blurpool", "aps", "lps")
+DOWNSAMPLING = ("strided", "maxpool", "blurpool", "aps", "lps")
+# The plain (fixed-grid, unblurred) downsampler of each family: ResNets stride their convs,
+# U-Nets max-pool.
+RESNET_DOWNSAMPLING = ("strided", "blurpool", "aps", "lps")
+UNET_DOWNSAMPLING = ("maxpool", "blurpool", "aps", "lps")
 
 PADDING_MODES = ("circular", "zeros")
 
@@ -54,7 +58,8 @@ class SamplingSpec:
     """How every downsampler, conv and batch norm of a model is made.
 
     Args:
-        downsampling: `"strided"`, `"blurpool"`, `"aps"` or `"lps"`.
+        downsampling: `"strided"` (ResNets) or `"maxpool"` (U-Nets), the plain baselines;
+            `"blurpool"`, `"aps"` or `"lps"`.
         antialias: None or `"lowpassN"`/`"ddacN"`, applied inside every APS/LPS
             downsampler (with `"blurpool"`, N sets the blur size; default 3).
         padding_mode: `"circular"` (exact invariance) or `"zeros"` for every spatial conv.
@@ -145,10 +150,11 @@ class SamplingSpec:
         object.__setattr__(self, "antialias_kwargs", dict(self.antialias_kwargs or {}))
         # Validate early, before any layer is made.
         get_antialias(self.antialias, **self.antialias_kwargs)
-        if self.downsampling == "strided" and self.antialias is not None:
+        if self.downsampling in ("strided", "maxpool") and self.antialias is not None:
             raise ValueError(
                 "`antialias` needs a downsampler to act before: use downsampling='blurpool', "
-                "'aps' or 'lps' with antialias, or leave antialias=None for 'strided'."
+                f"'aps' or 'lps' with antialias, or leave antialias=None for "
+                f"{self.downsampling!r}."
             )
         widths = self.logits_channels
         if not _is_one_width(widths):
@@ -157,6 +163,14 @@ class SamplingSpec:
         for width in widths if isinstance(widths, tuple) else (widths,):
             scorer_width(width, 1)  # validate now, with a message naming the values
         object.__setattr__(self, "lps_kwargs", dict(self.lps_kwargs or {}))
+
+    def check_family(self, family, choices):
+        """Raises a ValueError if `downsampling` is not one of the `choices` of a model
+        `family` (e.g. `"maxpool"` for a ResNet)."""
+        if self.downsampling not in choices:
+            raise ValueError(f"{family} models take downsampling in {choices}; got "
+                             f"{self.downsampling!r}.")
+        return self
 
     @property
     def polyphase(self):
