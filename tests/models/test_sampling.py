@@ -25,7 +25,7 @@ def test_spec_is_frozen_and_round_trips_through_a_dict():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"downsampling": "maxpool"}, "downsampling"),
+    ({"downsampling": "avgpool"}, "downsampling"),
     ({"padding_mode": "reflect"}, "padding_mode"),
     ({"antialias": "lowpass3"}, "antialias"),
     ({"downsampling": "lps", "logits_channels": "wide"}, "scorer width"),
