@@ -152,8 +152,8 @@ def build_dataset(
         pad: Padding of the `crop` augmentation.
         scale_range: Range of the `scale` augmentation.
         source: `"auto"`, `"folder"` or `"tfds"` (CIFAR-10, ImageNet family and VOC; the
-            synthetic datasets and `fastmri` ignore it). Any other value raises ValueError, whatever the
-            dataset.
+            synthetic datasets and `fastmri` ignore it). Any other value raises ValueError,
+            whatever the dataset.
         manual_dir: TFDS `imagenet2012` manual directory (see `load_tfds_imagenet`).
         num_parallel_calls: Parallelism of the decode/augment maps.
         prefetch: Prefetch batches (AUTOTUNE).
