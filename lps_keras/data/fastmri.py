@@ -19,9 +19,11 @@ APS-U MRI experiments (acceleration 4, centre fraction 0.08, random masks):
    size) with the input's mean/std, both clamped to `[-6, 6]` (`mri.normalized_pair`).
 
 A volume whose image (or target) is smaller than `crop_size` in a dimension is cropped to
-the smaller size in that dimension (fastMRI crops to the smaller size too); its examples are
-then smaller than the others' and cannot be batched with them (single-coil knee volumes are
-all 640x368 with 320x320 targets, so this does not happen there).
+`min(crop_size, image, target)` in that dimension (fastMRI's transform shrinks such crops
+too, to a `W x W` square); its examples are then smaller than the others' and cannot be
+batched with them (single-coil knee volumes are all 640x368 with 320x320 targets, so this
+does not happen there). When all volumes give the same crop, the dataset's element shape is
+static (`[crop, crop, 1]`).
 
 Masks: for evaluation (`random_masks=False`, the default for validation) the mask of a
 volume is seeded by its file name, `tuple(map(ord, file_name))`, as fastMRI does, so every
@@ -35,6 +37,7 @@ counts) is checked up front, when the dataset is built, so that a bad file fails
 training starts.
 """
 
+import collections
 import os
 
 import h5py
@@ -66,18 +69,9 @@ _LAYOUT = ("<data_dir>/singlecoil_train/*.h5 and <data_dir>/singlecoil_val/*.h5 
            "and 'reconstruction_esc' [slices, 320, 320]")
 
 
-class VolumeInfo(tuple):
-    """`(path, num_slices, kspace_shape, target_shape)` of one checked volume file."""
-
-    __slots__ = ()
-
-    def __new__(cls, path, num_slices, kspace_shape, target_shape):
-        return super().__new__(cls, (path, num_slices, kspace_shape, target_shape))
-
-    path = property(lambda self: self[0])
-    num_slices = property(lambda self: self[1])
-    kspace_shape = property(lambda self: self[2])  # (H, W) of one slice
-    target_shape = property(lambda self: self[3])  # (h, w) of one slice
+VolumeInfo = collections.namedtuple("VolumeInfo", "path num_slices kspace_shape target_shape")
+VolumeInfo.__doc__ = """A checked volume file: its path, number of slices, and the `(H, W)` of
+one k-space slice and of one target slice."""
 
 
 def volume_mask_seed(path):

@@ -136,7 +136,8 @@ def build_dataset(
         drop_remainder: Drop the last partial batch. Default: `training`.
         cache: Cache decoded images in memory (or in the file named by a string). Default:
             off for folder datasets; array datasets (synthetic, CIFAR-10) are held in memory
-            anyway.
+            anyway. `fastmri` ignores it (its training masks change every epoch; it reads
+            one slice at a time).
         num_examples: Synthetic data: number of examples (default 10000/2000/2000 for
             train/validation/test, 2000/500/500 for segmentation, 2000/200/200 for
             `synthetic_mri`).
