@@ -1,13 +1,15 @@
 """Datasets and input pipelines for lps_keras.
 
-Nothing here downloads: data is generated (`synthetic_shapes`, `synthetic_shapes_seg`),
-read from local files in the official formats (CIFAR-10 pickles, class-per-folder image
-directories, PASCAL VOC 2012), or read from an already prepared TFDS directory.
+Nothing here downloads: data is generated (`synthetic_shapes`, `synthetic_shapes_seg`,
+`synthetic_mri`), read from local files in the official formats (CIFAR-10 pickles,
+class-per-folder image directories, PASCAL VOC 2012, fastMRI single-coil HDF5 volumes), or
+read from an already prepared TFDS directory.
 
 Start with `build_dataset(name, split, batch_size, ...)` and `dataset_info(name)` (for
 `image_folder`, `dataset_info(name, data_dir=...)` also counts its classes). The
 loaders behind them are in the submodules (`cifar`, `imagenet`, `voc`, `synthetic`,
-`augment`); the dataset table is in `registry`.
+`synthetic_mri`, `fastmri`, `augment`); the MRI reconstruction math (masks, centred FFTs,
+normalisation) is in `mri`; the dataset table is in `registry`.
 """
 
 from lps_keras.data import augment

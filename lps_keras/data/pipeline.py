@@ -9,6 +9,10 @@ for `model.fit` / `model.evaluate`:
 - targets: int32 class ids `[B]`, or int32 masks `[B, H, W]` for segmentation (255 marks
   pixels to ignore).
 
+Regression (MRI reconstruction) data, `synthetic_mri` and `fastmri`, yields
+`(inputs, targets)`, both float32 `[B, H, W, 1]` already in model units (fastMRI's
+instance normalisation, clamped to [-6, 6]); `normalize` has no effect on it.
+
 Randomness (shuffling and augmentation) is driven by `seed`: each element gets its own
 stateless seed from a seeded random stream, so results do not depend on thread timing, each
 epoch draws new augmentations, and rerunning with the same seed repeats everything.
@@ -21,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from lps_keras.data import augment as aug
-from lps_keras.data import cifar, imagenet, synthetic, voc
+from lps_keras.data import cifar, fastmri, imagenet, synthetic, synthetic_mri, voc
 from lps_keras.data.errors import DatasetNotFoundError
 
 # The registry lives in `registry`; its names stay importable from here.
@@ -41,12 +45,14 @@ SOURCES = ("auto", "folder", "tfds")
 _SYNTHETIC_SPLIT_SEEDS = {"train": 0, "validation": 1, "test": 2}
 _SYNTHETIC_SPLIT_SIZES = {"train": 10000, "validation": 2000, "test": 2000}
 _SYNTHETIC_SEG_SPLIT_SIZES = {"train": 2000, "validation": 500, "test": 500}
+_SYNTHETIC_MRI_SPLIT_SIZES = {"train": 2000, "validation": 200, "test": 200}
 
 # Augmentation tokens understood per dataset family (combine with "+", e.g. "flip+shift").
 _TOKENS = {
     "small": ("flip", "shift", "crop"),  # shift: circular roll; crop: zero-pad + random crop
     "imagenet": ("flip", "rrc", "shift"),  # rrc: random-resized crop instead of centre crop
     "segmentation": ("flip", "scale", "shift"),  # scale: random rescale + pad + random crop
+    "regression": ("flip", "shift"),  # applied to input and target together
 }
 
 
@@ -101,14 +107,16 @@ def build_dataset(
 
     Args:
         name: One of `DATASET_NAMES`: `"synthetic_shapes"`, `"synthetic_shapes_seg"`,
-            `"cifar10"`, `"imagenet"`, `"imagenette"`, `"image_folder"`, `"voc"`.
+            `"cifar10"`, `"imagenet"`, `"imagenette"`, `"image_folder"`, `"voc"`, and the
+            regression (MRI reconstruction) sets `"synthetic_mri"`, `"fastmri"`.
         split: A split of the dataset (`dataset_info(name).splits`).
         batch_size: Examples per batch.
         data_dir: Where the data is. `cifar10`: see `cifar.load_cifar10`. `imagenet`,
             `imagenette`: a folder with `train/` and `val/` (or `validation/`) class folders;
             if absent, TFDS (`data_dir` is then the TFDS data dir). `image_folder`: the folder
             holding one subfolder per split, each with class subfolders. `voc`: see
-            `voc.find_voc_root`. Unused for synthetic data.
+            `voc.find_voc_root`. `fastmri`: the folder holding `singlecoil_train/` and
+            `singlecoil_val/` (see `fastmri`). Unused for synthetic data.
         training: Selects the defaults of `augment`, `shuffle` and `drop_remainder`.
             Default: `split` starts with "train".
         augment: `"default"` (the dataset's recipe, `dataset_info(name).default_augment`,
@@ -117,34 +125,43 @@ def build_dataset(
             (zero-pad by `pad`, random crop); ImageNet family: `flip`, `rrc`
             (random-resized crop instead of resize + centre crop), `shift`; segmentation:
             `flip`, `scale` (random rescale in `scale_range`, pad with the ignore label,
-            random crop to `crop_size`), `shift` (image and mask together).
+            random crop to `crop_size`), `shift` (image and mask together); regression:
+            `shift` (the same random circular shift, up to `max_shift`, of input and
+            target: the APS-U `--circular_data_aug`), `flip` (horizontal flip of both).
+            The regression default is `"none"`.
         seed: Seed for shuffling and augmentation (None: not reproducible).
-        normalize: True: float32 `(x / 255 - mean) / std`; False: uint8 0-255.
+        normalize: True: float32 `(x / 255 - mean) / std`; False: uint8 0-255. No effect
+            on regression data (always float32 in model units).
         shuffle: Shuffle every epoch. Default: `training`.
         drop_remainder: Drop the last partial batch. Default: `training`.
         cache: Cache decoded images in memory (or in the file named by a string). Default:
             off for folder datasets; array datasets (synthetic, CIFAR-10) are held in memory
-            anyway.
+            anyway. `fastmri` ignores it (its training masks change every epoch; it reads
+            one slice at a time).
         num_examples: Synthetic data: number of examples (default 10000/2000/2000 for
-            train/validation/test, 2000/500/500 for segmentation).
-        image_size: Synthetic: side of the generated images (default 32 / 64). ImageNet
-            family: side of the crop (default 224).
+            train/validation/test, 2000/500/500 for segmentation, 2000/200/200 for
+            `synthetic_mri`).
+        image_size: Synthetic: side of the generated images (default 32 / 64; 64 for
+            `synthetic_mri`). ImageNet family: side of the crop (default 224). `fastmri`:
+            the centre crop when `crop_size` is not given.
         resize_size: ImageNet family: shorter side before the centre crop (default
             `image_size / 0.875`, i.e. 256 for 224).
         crop_size: Segmentation: training crop and evaluation pad size (default 512 for
-            VOC, the image size for synthetic).
+            VOC, the image size for synthetic). `fastmri`: side of the centre crop of input
+            and target (default 320).
         max_shift: Largest circular shift of the `shift` augmentation.
         pad: Padding of the `crop` augmentation.
         scale_range: Range of the `scale` augmentation.
         source: `"auto"`, `"folder"` or `"tfds"` (CIFAR-10, ImageNet family and VOC; the
-            synthetic datasets ignore it). Any other value raises ValueError, whatever the
-            dataset.
+            synthetic datasets and `fastmri` ignore it). Any other value raises ValueError,
+            whatever the dataset.
         manual_dir: TFDS `imagenet2012` manual directory (see `load_tfds_imagenet`).
         num_parallel_calls: Parallelism of the decode/augment maps.
         prefetch: Prefetch batches (AUTOTUNE).
 
     Returns:
-        A `tf.data.Dataset` of `(images [B, H, W, 3], targets)`.
+        A `tf.data.Dataset` of `(images [B, H, W, 3], targets)`; for regression data
+        `(inputs [B, H, W, 1], targets [B, H, W, 1])`, both float32.
 
     Raises:
         ValueError: unknown name, split, source or augmentation token.
@@ -178,8 +195,8 @@ def build_dataset(
         training = split.startswith("train")
     shuffle = training if shuffle is None else shuffle
     drop_remainder = training if drop_remainder is None else drop_remainder
-    if info.task == "segmentation":
-        family = "segmentation"
+    if info.task in ("segmentation", "regression"):
+        family = info.task
     elif name in ("synthetic_shapes", "cifar10"):
         family = "small"
     else:
@@ -218,6 +235,17 @@ def build_dataset(
         fn = _segmentation_fn(
             tokens, finalize, crop_size or size, scale_range, max_shift, pad_value, pad_eval=False
         )
+    elif name == "synthetic_mri":
+        size = image_size or 64
+        n = _synthetic_size(num_examples, split, _SYNTHETIC_MRI_SPLIT_SIZES)
+        inputs, targets = _synthetic_mri_arrays(n, size, _SYNTHETIC_SPLIT_SEEDS[split])
+        ds = _array_dataset(inputs, targets, **opts)
+        fn = _regression_fn(tokens, max_shift)
+    elif name == "fastmri":
+        ds = fastmri.fastmri_dataset(
+            data_dir, split, crop_size=crop_size or image_size or fastmri.FASTMRI_CROP_SIZE,
+            random_masks=training, **opts)
+        fn = _regression_fn(tokens, max_shift)
     else:  # voc
         if source == "tfds":
             voc.load_tfds_voc()
@@ -267,6 +295,15 @@ def _synthetic_arrays(segmentation, n, size, data_seed):
     make = synthetic.make_synthetic_shapes_seg if segmentation else synthetic.make_synthetic_shapes
     x, y = make(n, image_size=size, seed=data_seed)
     x.setflags(write=False)  # shared between calls: keep callers from editing the cache
+    y.setflags(write=False)
+    return x, y
+
+
+@functools.lru_cache(maxsize=4)
+def _synthetic_mri_arrays(n, size, data_seed):
+    # Memoised like _synthetic_arrays: ~0.6 s per 1000 examples of 64x64.
+    x, y = synthetic_mri.make_synthetic_mri(n, image_size=size, seed=data_seed)
+    x.setflags(write=False)
     y.setflags(write=False)
     return x, y
 
@@ -411,5 +448,21 @@ def _segmentation_fn(tokens, finalize, crop_size, scale_range, max_shift, pad_va
         elif pad_eval:
             image, mask = voc.preprocess_eval(image, mask, crop_size, pad_value)
         return finalize(image), tf.cast(mask, tf.int32)
+
+    return fn
+
+
+def _regression_fn(tokens, max_shift):
+    """Image-to-image pairs: the same flip and circular shift of input and target."""
+
+    def fn(inputs, targets, seed):
+        if tokens:
+            flip_seed, shift_seed = aug.split_seed(seed, 2)
+            if "flip" in tokens:
+                inputs, targets = aug.random_joint_flip_left_right(inputs, targets, flip_seed)
+            if "shift" in tokens:
+                inputs, targets = aug.random_joint_circular_shift(
+                    inputs, targets, max_shift, shift_seed)
+        return tf.cast(inputs, tf.float32), tf.cast(targets, tf.float32)
 
     return fn

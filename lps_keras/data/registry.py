@@ -10,7 +10,7 @@ import dataclasses
 import os
 
 from lps_keras.data import augment as aug
-from lps_keras.data import cifar, imagenet, synthetic, voc
+from lps_keras.data import cifar, fastmri, imagenet, synthetic, voc
 from lps_keras.data.errors import DatasetNotFoundError
 
 __all__ = ["DATASET_NAMES", "SYNTHETIC_MEAN", "SYNTHETIC_STD", "DatasetInfo", "dataset_info"]
@@ -25,13 +25,15 @@ class DatasetInfo:
 
     Attributes:
         name: The dataset name.
-        task: `"classification"` or `"segmentation"`.
+        task: `"classification"`, `"segmentation"` or `"regression"` (image-to-image:
+            MRI reconstruction, inputs and targets both images).
         num_classes: Number of classes (including background for segmentation); None when
-            it depends on the folder (`image_folder`).
-        image_shape: `(H, W, 3)` of the images `build_dataset` yields by default (the
-            training crop for ImageNet and VOC).
-        mean: Per-channel mean on the 0-1 scale, used by `normalize=True`.
-        std: Per-channel standard deviation on the 0-1 scale.
+            it depends on the folder (`image_folder`), or for regression.
+        image_shape: `(H, W, C)` of the images `build_dataset` yields by default (the
+            training crop for ImageNet and VOC; `(H, W, 1)` for the MRI data).
+        mean: Per-channel mean on the 0-1 scale, used by `normalize=True`. Regression data
+            is already in model units (`(0.0,)`; `normalize` has no effect on it).
+        std: Per-channel standard deviation on the 0-1 scale (`(1.0,)` for regression).
         splits: Valid `split` values.
         default_augment: The training augmentation recipe (see `build_dataset`).
         ignore_index: Mask value to ignore in losses and metrics (segmentation only).
@@ -39,7 +41,9 @@ class DatasetInfo:
         protocol: The shift-consistency protocol of `lps_keras.metrics` that evaluates
             classifiers on this data: `"imagenet"` for the ImageNet family (224 crops of
             256 centre crops, shifts up to 32), `"cifar"` for everything else (shifts of
-            the full image, up to 3). Segmentation data uses mASSC instead.
+            the full image, up to 3). Segmentation data uses mASSC instead; regression
+            (MRI) data has `"reconstruction"`: image-to-image metrics (e.g. PSNR/SSIM of the
+            output, and shift equivariance of the output under circular input shifts).
     """
 
     name: str
@@ -121,6 +125,28 @@ _INFOS = {
         default_augment="scale+flip",
         ignore_index=voc.VOC_IGNORE_INDEX,
         class_names=voc.VOC_CLASS_NAMES,
+    ),
+    "synthetic_mri": DatasetInfo(
+        name="synthetic_mri",
+        task="regression",
+        num_classes=None,
+        image_shape=(64, 64, 1),
+        mean=(0.0,),
+        std=(1.0,),
+        splits=("train", "validation", "test"),
+        default_augment="none",
+        protocol="reconstruction",
+    ),
+    "fastmri": DatasetInfo(
+        name="fastmri",
+        task="regression",
+        num_classes=None,
+        image_shape=(fastmri.FASTMRI_CROP_SIZE, fastmri.FASTMRI_CROP_SIZE, 1),
+        mean=(0.0,),
+        std=(1.0,),
+        splits=tuple(fastmri.FASTMRI_SPLIT_FOLDERS),
+        default_augment="none",
+        protocol="reconstruction",
     ),
 }
 DATASET_NAMES = tuple(_INFOS)

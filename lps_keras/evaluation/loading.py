@@ -18,7 +18,7 @@ from lps_keras import rundir
 from lps_keras.data import build_dataset, dataset_info
 from lps_keras.data.errors import CorruptDatasetError
 
-_SYNTHETIC = ("synthetic_shapes", "synthetic_shapes_seg")
+_SYNTHETIC = ("synthetic_shapes", "synthetic_shapes_seg", "synthetic_mri")
 
 
 class ModelFileError(ValueError):
@@ -249,6 +249,8 @@ def load_arrays(dataset, split, data_dir=None, num_examples=None, seed=0, image_
 
     Returns the first `num_examples` examples of the split (all when None) in the split's
     order, without augmentation: class ids `[N]` or masks `[N, H, W]` as targets.
+    Regression (MRI) datasets return `(inputs, targets)`, both float32 `[N, H, W, 1]` in
+    model units (normalised zero-filled inputs and targets; nothing on a 0-255 scale).
     Synthetic data is generated for exactly `num_examples` (its generators are
     prefix-stable, so this is the prefix of the full split).
 

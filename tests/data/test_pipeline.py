@@ -53,6 +53,8 @@ def test_dataset_info():
         "imagenette",
         "image_folder",
         "voc",
+        "synthetic_mri",
+        "fastmri",
     }
 
 
