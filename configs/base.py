@@ -22,7 +22,7 @@ def sampling_fields():
     """The sampling settings of every `config.model` (those of
     `lps_keras.models.sampling.SamplingSpec`, with `lps` for its `lps_kwargs`)."""
     return {
-        "downsampling": "lps",  # strided | blurpool | aps | lps
+        "downsampling": "lps",  # strided (ResNets) | maxpool (U-Nets) | blurpool | aps | lps
         "antialias": ml_collections.config_dict.placeholder(str),  # lowpass3, ddac3
         "padding_mode": "circular", "logits_model": "conv",
         # Typed `object`: a None field would refuse `--config.model.logits_channels=4`.
@@ -82,6 +82,19 @@ def deeplab_model_config(**overrides):
     return model
 
 
+def unet_model_config(downsampling, **overrides):
+    """`config.model` for a U-Net (`lps_keras.models.unet`) with `downsampling` maxpool,
+    blurpool, aps or lps; empty `upsampling`: polyphase (APS-U/LPU) for aps/lps,
+    transposed otherwise."""
+    model = ml_collections.ConfigDict({
+        "kind": "unet", "channels": [64, 128, 256, 512, 1024], "out_channels": 1,
+        "upsampling": "", "up_padding_mode": "", **sampling_fields()})
+    model.downsampling = downsampling
+    for key, value in overrides.items():  # by assignment: typed fields keep their type
+        model[key] = value
+    return model
+
+
 def get_base_config():
     config = ml_collections.ConfigDict()
     # Empty: derived from the data and the model (`lps_keras.training.naming.run_name`,
@@ -102,7 +115,7 @@ def get_base_config():
     config.data.num_eval_examples = 0
 
     config.model = ml_collections.ConfigDict({
-        "kind": "resnet",  # resnet | deeplabv3plus
+        "kind": "resnet",  # resnet | deeplabv3plus | unet
         "depth": 20, "stem": "cifar", **sampling_fields(),
     })
 
@@ -110,7 +123,8 @@ def get_base_config():
     config.train.epochs = 10
     config.train.batch_size = 128
     config.train.steps_per_epoch = 0  # 0: one pass over the training set
-    config.train.optimizer = "sgd"
+    config.train.optimizer = "sgd"  # sgd | pytorch_sgd | adam
+    config.train.loss = "auto"  # auto (cross-entropy; regression: mse) | mse | l1
     config.train.learning_rate = 0.1
     config.train.momentum = 0.9
     config.train.nesterov = False
@@ -127,6 +141,9 @@ def get_base_config():
     config.eval.num_examples = 0  # 0: the whole split
     config.eval.max_shift = 3  # C-Cons/S-Cons shifts (CIFAR protocol)
     config.eval.seg_max_shift = 32  # mASSC shifts
+    # Scored after every epoch (regression runs); never the test split. Empty: none.
+    config.eval.validation_split = ""
+    config.eval.num_validation_examples = 0  # 0: the whole validation split
 
     config.export = ml_collections.ConfigDict()
     config.export.enabled = True

@@ -52,6 +52,7 @@ def check_settings(config, info, num_replicas):
         ("train.learning_rate", check_positive_number),
         ("eval.batch_size", check_positive_int),
         ("eval.num_examples", check_non_negative_int),
+        ("eval.num_validation_examples", check_non_negative_int),
         ("eval.max_shift", check_non_negative_int),
         ("eval.seg_max_shift", check_non_negative_int),
         ("data.max_shift", check_non_negative_int),
@@ -71,6 +72,13 @@ def check_settings(config, info, num_replicas):
         raise ConfigError(
             f"config.eval.split: {split!r} is not a split of {info.name} (splits: "
             f"{', '.join(info.splits)}); set it to one of those.")
+    with setting("config.train.loss"):
+        from lps_keras.training.builders import check_loss
+
+        check_loss(info.task, config.train.get("loss", "auto"))
+    from lps_keras.training.validation import Validator
+
+    Validator.from_config(config, info)  # raises ConfigError for a bad validation split
     shift_key = "eval.seg_max_shift" if info.task == "segmentation" else "eval.max_shift"
     shift = _get(config, shift_key)
     if shift is not None:
@@ -84,7 +92,7 @@ def check_settings(config, info, num_replicas):
         raise ConfigError(
             f"config.train.batch_size ({batch}) must be divisible by the number of replicas "
             f"({num_replicas}); the per-replica batch is derived from it.")
-    if not info.num_classes:
+    if not info.num_classes and info.task != "regression":
         raise ConfigError(
             f"config.data: the number of classes of {info.name} is unknown; for an image "
             "folder, point config.data.data_dir at a folder with one subfolder per class.")

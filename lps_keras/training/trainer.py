@@ -47,6 +47,7 @@ from lps_keras.rundir import RunDirectory
 from lps_keras.training import builders, checkpoints, preflight, resume
 from lps_keras.training.distribute import is_chief, worker_index
 from lps_keras.training.naming import run_name
+from lps_keras.training.validation import Validator
 
 
 def _log(message):
@@ -125,7 +126,7 @@ class Trainer:
             variables = model.trainable_variables
             grads = tape.gradient(loss, variables)
             optimizer.apply_gradients(zip(grads, variables, strict=True))
-            correct, total = builders.count_correct(self.task, targets, logits, ignore)
+            correct, total = builders.batch_metric(self.task, targets, logits, ignore)
             return tf.reduce_sum(per_example), tf.cast(tf.shape(per_example)[0], tf.float32), \
                 correct, total
 
@@ -237,8 +238,11 @@ class Trainer:
         history = self.run_dir.truncate_history(start_epoch) if chief else []
 
         lps = lps_layers(model)
-        train_step = self._make_train_step(model, optimizer,
-                                           builders.per_example_loss(self.task))
+        ignore = self.info.ignore_index if self.info.ignore_index is not None else 255
+        train_step = self._make_train_step(model, optimizer, builders.per_example_loss(
+            self.task, ignore, cfg.train.get("loss", "auto")))
+        metric, scale, _ = builders.TRAIN_METRICS[self.task]
+        validator = Validator.from_config(cfg, self.info) if chief else None
         writer = tf.summary.create_file_writer(self.run_dir.tensorboard) \
             if chief else tf.summary.create_noop_writer()
         if start_epoch < epochs:
@@ -253,7 +257,7 @@ class Trainer:
             data = self._dataset("train", True, int(cfg.seed) * 100_003 + epoch)
             dist = iter(self.strategy.experimental_distribute_dataset(data))
             bar = keras.utils.Progbar(steps, verbose=1 if chief else 0,
-                                      stateful_metrics=["loss", "accuracy"])
+                                      stateful_metrics=["loss", metric])
             _log(f"Epoch {epoch + 1}/{epochs}" + (f" (tau {tau:.3g})" if tau else ""))
             sums = np.zeros(4)
             start = time.time()
@@ -263,7 +267,7 @@ class Trainer:
                     raise self._diverged(epoch, f"step {step + 1}: the loss is {values[0]}")
                 sums += values
                 bar.update(step + 1, [("loss", sums[0] / sums[1]),
-                                      ("accuracy", 100.0 * sums[2] / max(sums[3], 1))])
+                                      (metric, scale * sums[2] / max(sums[3], 1))])
             bad = checkpoints.non_finite_weights(model)
             if bad:
                 raise self._diverged(epoch, f"the end: weights {', '.join(bad[:3])}"
@@ -271,15 +275,22 @@ class Trainer:
                                      + " are not finite")
             # Training accuracy in percent, like every metric in results.json.
             record = {"epoch": epoch + 1, "loss": sums[0] / sums[1],
-                      "accuracy": 100.0 * sums[2] / max(sums[3], 1), "tau": tau,
+                      metric: scale * sums[2] / max(sums[3], 1), "tau": tau,
                       "learning_rate": float(optimizer.learning_rate),
                       "seconds": time.time() - start}
             if chief:
+                validation = validator(model) if validator is not None else {}
+                if validation:
+                    record.update({f"val_{k}": v for k, v in validation.items()})
+                    _log("Validation: " + ", ".join(f"{k} {v:.4g}"
+                                                    for k, v in validation.items()))
                 self.run_dir.append_history(record)
                 history.append(record)
                 with writer.as_default(step=epoch + 1):
-                    for key in ("loss", "accuracy", "learning_rate"):
+                    for key in ("loss", metric, "learning_rate"):
                         tf.summary.scalar(f"train/{key}", record[key])
+                    for key, value in validation.items():
+                        tf.summary.scalar(f"validation/{key}", value)
                     if tau is not None:
                         tf.summary.scalar("train/tau", tau)
                 writer.flush()
@@ -325,8 +336,9 @@ class Trainer:
         cfg = self.config
         results = self.evaluate(model)
         results["history"] = history
+        metric, _, unit = builders.TRAIN_METRICS[self.task]
         results["history_units"] = {"loss": "mean per-example training loss",
-                                    "accuracy": "percent (0-100), on the training batches",
+                                    metric: unit,
                                     "learning_rate": "at the end of the epoch",
                                     "seconds": "wall-clock time of the epoch"}
         keras_path = self.run_dir.model_path
