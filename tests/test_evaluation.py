@@ -270,3 +270,19 @@ def test_classifier_loading_is_unchanged_for_image_datasets():
     images, _ = load_arrays("synthetic_shapes", "test", num_examples=4)
     np.testing.assert_allclose(
         model(images), net((images / 255.0 - info.mean) / info.std), atol=1e-5)
+
+
+def test_keras_file_of_a_regression_dataset_is_fed_unscaled(tmp_path):
+    from tests import regression_data
+
+    net = _circular_denoiser()
+    net.save(tmp_path / "denoiser.keras")
+    model = LoadedModel(str(tmp_path / "denoiser.keras"))
+    assert model.task is None  # dataset unknown yet
+    model.normalise_with((0.0,), (1.0,), task="regression")  # what eval.py does
+    assert model.task == "regression"
+    inputs, _ = regression_data.tiny_arrays("test", 3)
+    np.testing.assert_allclose(model(inputs), net(inputs), atol=1e-6)
+    # A classifier on regression data is not an image-to-image model.
+    clf = LoadedModel.from_keras(_random_cnn(), (0.0,), (1.0,), task="regression")
+    assert clf.task is None
