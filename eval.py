@@ -1,4 +1,5 @@
-"""Evaluate a trained model: accuracy, shift consistency, segmentation mIoU and mASSC.
+"""Evaluate a trained model: accuracy, shift consistency, segmentation mIoU and mASSC,
+reconstruction PSNR/SSIM/NMSE and shift equivariance.
 
     python eval.py --model=runs/synthetic_shapes_resnet20_lps
     python eval.py --model=saved_models/cifar10_resnet18_lps/1 \
@@ -8,12 +9,15 @@
 The dataset, split, number of images, seed, batch size and shift range default to the
 run's config (`config.json`); for a SavedModel the dataset comes from its
 `export_metadata.json`. The mode defaults to the dataset's task: `shift_consistency` for
-classification, `segmentation` for segmentation. A run directory is scored exactly as
-train.py scored it in `results.json`.
+classification, `segmentation` for segmentation, `reconstruction` for regression (e.g.
+`synthetic_mri`, `fastmri`). A run directory is scored exactly as train.py scored it in
+`results.json`.
 
-Writes `eval_<mode>.json` (every metric in percent, 0-100), and a PNG (consistency against
-shift size, or segmentation examples) into `--output_dir`; default `<run_dir>/eval` for a
-run directory, otherwise `./eval/<model label>`. Nothing is ever written into a
+Writes `eval_<mode>.json` (classification and segmentation metrics in percent, 0-100;
+reconstruction: PSNR in dB, SSIM in [0, 1], NMSE as a ratio, as its `units` says) and PNGs
+(consistency against shift size; segmentation examples; reconstruction examples per model
+and equivariance NMSE against shift size) into `--output_dir`; default `<run_dir>/eval`
+for a run directory, otherwise `./eval/<model label>`. Nothing is ever written into a
 SavedModel directory.
 """
 
@@ -25,7 +29,8 @@ from absl import app, flags
 
 flags.DEFINE_string("model", None, "Run directory, .keras file or SavedModel directory.")
 flags.DEFINE_string("baseline", None, "Optional second model to compare (same forms).")
-flags.DEFINE_enum("eval_mode", None, ["class_accuracy", "shift_consistency", "segmentation"],
+flags.DEFINE_enum("eval_mode", None, ["class_accuracy", "shift_consistency", "segmentation",
+                                      "reconstruction"],
                   "What to measure (default: from the dataset's task).")
 flags.DEFINE_string("dataset", None, "Dataset name (default: the run's config or the "
                     "SavedModel's export_metadata.json).")
@@ -35,7 +40,8 @@ flags.DEFINE_string("split", None, "Split to evaluate (default: the run's eval s
 flags.DEFINE_integer("num_examples", 0, "Evaluate on the first N examples (0: the run's "
                      "eval size, or the whole split).", lower_bound=0)
 flags.DEFINE_integer("max_shift", None, "Largest shift (default: the run's config; else 3 "
-                     "CIFAR protocol, 32 ImageNet protocol and segmentation).", lower_bound=0)
+                     "CIFAR protocol, 32 ImageNet protocol and segmentation, 16 "
+                     "reconstruction).", lower_bound=0)
 flags.DEFINE_enum("protocol", None, ["cifar", "imagenet"],
                   "Consistency protocol (default: the dataset's).")
 flags.DEFINE_integer("batch_size", None, "Images per forward pass (default: the run's eval "
@@ -82,12 +88,15 @@ def main(argv):
         default_output_dir,
         evaluate,
         plot_consistency,
+        plot_equivariance,
+        plot_reconstruction_examples,
         plot_segmentation_examples,
         settings_from_config,
         summary,
     )
     from lps_keras.evaluation.loading import load_arrays
-    from lps_keras.evaluation.runner import check_max_shift
+    from lps_keras.evaluation.reconstruction import DEFAULT_MAX_SHIFT as RECON_MAX_SHIFT
+    from lps_keras.evaluation.runner import check_max_shift, modes_of_task
     from lps_keras.rundir import CONFIG
 
     start = time.time()
@@ -106,16 +115,17 @@ def main(argv):
     for m in (model, baseline):
         if m is None:
             continue
-        m.normalise_with(info.mean, info.std)
+        m.normalise_with(info.mean, info.std, task=info.task)
         if m.task and m.task != info.task:
             raise app.UsageError(
                 f"{m.path} is a {m.task} model but {dataset} is a {info.task} dataset; "
                 "pass the --dataset it was trained on.")
     eval_mode = FLAGS.eval_mode or default_eval_mode(info.task)
-    if (eval_mode == "segmentation") != (info.task == "segmentation"):
+    if eval_mode not in modes_of_task(info.task):
         raise app.UsageError(
             f"--eval_mode={eval_mode} does not fit {dataset}, a {info.task} dataset; use "
-            f"--eval_mode={default_eval_mode(info.task)} (or leave --eval_mode out).")
+            + " or ".join(f"--eval_mode={m}" for m in modes_of_task(info.task))
+            + " (or leave --eval_mode out).")
     if baseline is not None and baseline.name == model.name:
         baseline.name += " (baseline)"
 
@@ -134,15 +144,20 @@ def main(argv):
         batch_size=FLAGS.batch_size or run.get("batch_size") or 128,
         image_size=run.get("image_size"), crop_size=run.get("crop_size"),
         source=run.get("source", "auto"))
+    default_shift = max_shift is None and eval_mode == "reconstruction"
+    if default_shift:  # checked too: the test images may be smaller than the default
+        max_shift = RECON_MAX_SHIFT
     if max_shift is not None and eval_mode != "class_accuracy":
         key = "seg_max_shift" if info.task == "segmentation" else "max_shift"
-        name = "--max_shift" if FLAGS.max_shift is not None else \
+        name = "--max_shift" if FLAGS.max_shift is not None or default_shift else \
             f"eval.{key} of the run's {CONFIG} (override with --max_shift)"
         try:
             check_max_shift(int(max_shift), dataset, settings["image_size"],
                             settings["crop_size"], name=name)
         except ValueError as e:
-            raise app.UsageError(str(e)) from None
+            note = f"The default --max_shift of reconstruction is {max_shift}: " \
+                if default_shift else ""
+            raise app.UsageError(note + str(e)) from None
     if settings["split"] not in info.splits:
         raise app.UsageError(f"--split={settings['split']} is not a split of {dataset}; "
                              f"valid: {', '.join(info.splits)}.")
@@ -168,6 +183,15 @@ def main(argv):
     written = [json_path]
     if eval_mode == "shift_consistency":
         written.append(plot_consistency(result, os.path.join(out, "shift_consistency.png")))
+    elif eval_mode == "reconstruction":
+        written.append(plot_equivariance(result, os.path.join(out, "equivariance_vs_shift.png")))
+        inputs, targets = load_arrays(dataset, settings["split"], settings["data_dir"],
+                                      num_examples=4, seed=settings["seed"])
+        for m in [model] + ([baseline] if baseline else []):
+            name = "reconstruction_examples.png" if m is model else \
+                "reconstruction_examples_baseline.png"
+            written.append(plot_reconstruction_examples(m, inputs, targets,
+                                                        os.path.join(out, name)))
     elif eval_mode == "segmentation":
         images, masks = load_arrays(
             dataset, settings["split"], settings["data_dir"], num_examples=4,

@@ -138,3 +138,87 @@ def test_corrupt_config_json_is_named(tmp_path):
     stderr = _eval_fails([f"--model={run}"])
     assert f"--model: {run / 'config.json'} is not valid JSON" in stderr
     assert "Restore it from a backup" in stderr
+
+
+_LAUNCHER = """
+import runpy
+import sys
+
+sys.path.insert(0, {repo!r})
+from tests import regression_data
+
+regression_data.install()  # the tiny regression dataset, in this process only
+sys.argv[0] = {script!r}
+runpy.run_path({script!r}, run_name="__main__")
+"""
+
+
+def _run_with_regression_data(tmp_path, args, timeout=300):
+    launcher = tmp_path / "launch_eval.py"
+    launcher.write_text(_LAUNCHER.format(repo=str(REPO), script=str(REPO / "eval.py")))
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([sys.executable, str(launcher), *args], capture_output=True,
+                          text=True, env=env, timeout=timeout, check=False)
+
+
+def _denoisers(tmp_path):
+    import keras
+
+    from lps_keras.layers import CircularPad2D
+
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((None, None, 1))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(CircularPad2D(1)(inputs))
+    x = keras.layers.Conv2D(1, 3)(CircularPad2D(1)(x))
+    keras.Model(inputs, keras.layers.Add()([inputs, x])).save(tmp_path / "circular.keras")
+    inputs = keras.Input((None, None, 1))
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu")(inputs)
+    x = keras.layers.Conv2D(1, 3, padding="same")(keras.layers.UpSampling2D(2)(x))
+    keras.Model(inputs, keras.layers.Add()([inputs, x])).save(tmp_path / "strided.keras")
+    return tmp_path / "circular.keras", tmp_path / "strided.keras"
+
+
+def test_reconstruction_mode_writes_json_and_pngs(tmp_path):
+    circular, strided = _denoisers(tmp_path)
+    out = tmp_path / "results"
+    result = _run_with_regression_data(tmp_path, [
+        f"--model={circular}", f"--baseline={strided}", "--dataset=tiny_mri",
+        "--num_examples=8", "--batch_size=4", "--max_shift=4", f"--output_dir={out}"])
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    data = json.loads((out / "eval_reconstruction.json").read_text())
+    assert data["eval_mode"] == "reconstruction" and data["max_shift"] == 4
+    assert data["num_examples"] == 8 and "dB" in data["units"]
+    for name in ("circular", "strided"):
+        assert {"psnr", "ssim", "nmse", "zero_filled_psnr", "zero_filled_ssim",
+                "zero_filled_nmse", "equivariance_nmse", "psnr_shift_change",
+                "equivariance_nmse_vs_shift"} <= set(data["models"][name])
+    assert data["models"]["circular"]["equivariance_nmse"] <= 1e-12
+    assert data["models"]["strided"]["equivariance_nmse"] > 1e-4
+    for png in ("equivariance_vs_shift.png", "reconstruction_examples.png",
+                "reconstruction_examples_baseline.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    assert "circular: PSNR " in result.stdout and "strided: PSNR " in result.stdout
+
+
+def test_reconstruction_usage_errors(tmp_path):
+    circular, _ = _denoisers(tmp_path)
+    cases = [
+        # The default max_shift (16) does not fit 16x16 images.
+        ([], "The default --max_shift of reconstruction is 16: --max_shift=16 is not "
+             "smaller than the evaluated tiny_mri images (16x16)"),
+        (["--eval_mode=shift_consistency", "--max_shift=2"],
+         "--eval_mode=shift_consistency does not fit tiny_mri, a regression dataset; use "
+         "--eval_mode=reconstruction"),
+    ]
+    for extra, message in cases:
+        result = _run_with_regression_data(tmp_path, [
+            f"--model={circular}", "--dataset=tiny_mri", "--num_examples=4",
+            f"--output_dir={tmp_path / 'out'}", *extra])
+        assert result.returncode != 0, result.stdout[-2000:]
+        assert "Traceback" not in result.stderr, result.stderr[-4000:]
+        assert message in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "out").exists()
+    stderr = _eval_fails([f"--model={circular}", "--dataset=synthetic_shapes",
+                          "--eval_mode=reconstruction"])
+    assert ("--eval_mode=reconstruction does not fit synthetic_shapes, a classification "
+            "dataset; use --eval_mode=shift_consistency or --eval_mode=class_accuracy") in stderr

@@ -39,9 +39,11 @@ def test_dataset_protocols():
             ("imagenet", "imagenette", "image_folder", "cifar10", "synthetic_shapes")} == {
         "imagenet": "imagenet", "imagenette": "imagenet", "image_folder": "imagenet",
         "cifar10": "cifar", "synthetic_shapes": "cifar"}
-    assert EVAL_MODES == ("class_accuracy", "shift_consistency", "segmentation")
+    assert EVAL_MODES == ("class_accuracy", "shift_consistency", "segmentation",
+                          "reconstruction")
     assert default_eval_mode("segmentation") == "segmentation"
     assert default_eval_mode("classification") == "shift_consistency"
+    assert default_eval_mode("regression") == "reconstruction"
 
 
 def test_constant_classifier_numbers_and_reused_passes():
@@ -190,3 +192,97 @@ def test_check_max_shift():
     check_max_shift(31, "cifar10")
     with pytest.raises(ValueError, match=r"max_shift=32 is not smaller .*\(32x32\)"):
         check_max_shift(32, "cifar10")
+
+
+def _circular_denoiser():
+    """Circular-padded convolutions plus the input: exactly shift-equivariant."""
+    from lps_keras.layers import CircularPad2D
+
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((None, None, 1))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(CircularPad2D(1)(inputs))
+    x = keras.layers.Conv2D(1, 3)(CircularPad2D(1)(x))
+    return keras.Model(inputs, keras.layers.Add()([inputs, x]), name="circular")
+
+
+def _strided_denoiser():
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((None, None, 1))
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu")(inputs)
+    x = keras.layers.Conv2D(1, 3, padding="same")(keras.layers.UpSampling2D(2)(x))
+    return keras.Model(inputs, keras.layers.Add()([inputs, x]), name="strided")
+
+
+def test_reconstruction_mode_end_to_end(monkeypatch):
+    from tests import regression_data
+
+    regression_data.install(monkeypatch)
+    info = dataset_info("tiny_mri")
+    circular = LoadedModel.from_keras(_circular_denoiser(), info.mean, info.std,
+                                      task="regression")
+    strided = LoadedModel.from_keras(_strided_denoiser(), info.mean, info.std,
+                                     task="regression")
+    assert circular.task == "regression"
+    lines = []
+    result = evaluate(circular, "reconstruction", "tiny_mri", num_examples=10, batch_size=4,
+                      max_shift=4, baseline=strided, log=lines.append)
+    assert result["max_shift"] == 4 and result["num_examples"] == 10
+    assert "dB" in result["units"] and "ratio" in result["units"]
+    inputs, targets = regression_data.tiny_arrays("test", 10)
+    # Regression inputs go to the model as they are (no 0-255 scale) and come back untouched.
+    np.testing.assert_allclose(circular(inputs), _circular_denoiser()(inputs), atol=1e-6)
+    for name in ("circular", "strided"):
+        entry = result["models"][name]
+        assert set(entry) == {"psnr", "ssim", "nmse", "zero_filled_psnr", "zero_filled_ssim",
+                              "zero_filled_nmse", "equivariance_nmse", "psnr_shift_change",
+                              "equivariance_nmse_vs_shift"}
+        assert entry["zero_filled_psnr"] == pytest.approx(metrics.psnr(targets, inputs))
+        assert entry["zero_filled_nmse"] == pytest.approx(metrics.nmse(targets, inputs))
+        assert 0.0 < entry["ssim"] <= 1.0
+        assert list(entry["equivariance_nmse_vs_shift"]) == ["0", "1", "2", "3", "4"]
+    outputs = _circular_denoiser()(inputs)
+    assert result["models"]["circular"]["psnr"] == pytest.approx(
+        metrics.psnr(targets, outputs), rel=1e-5)
+    assert result["models"]["circular"]["equivariance_nmse"] <= 1e-12
+    assert result["models"]["strided"]["equivariance_nmse"] > 1e-4
+    assert result["models"]["strided"]["equivariance_nmse_vs_shift"]["1"] > 1e-4
+    # One line per pass: 2 (f(x), f(shift x)) + 1 + 5 curve sizes, per model.
+    assert len(lines) == 16, lines
+    line = summary(result["models"]["circular"])
+    assert line.startswith("PSNR ") and " dB | SSIM 0." in line and "equivariance NMSE" in line
+    # Batching does not change the numbers.
+    again = evaluate(circular, "reconstruction", "tiny_mri", num_examples=10, batch_size=10,
+                     max_shift=4, curves=False)["models"]["circular"]
+    assert again["psnr"] == pytest.approx(result["models"]["circular"]["psnr"], rel=1e-6)
+    assert "equivariance_nmse_vs_shift" not in again
+    with pytest.raises(ValueError, match="does not fit tiny_mri, a regression dataset; use "
+                                         "'reconstruction'"):
+        evaluate(circular, "shift_consistency", "tiny_mri", num_examples=4)
+    with pytest.raises(ValueError, match="does not fit synthetic_shapes"):
+        evaluate(circular, "reconstruction", "synthetic_shapes", num_examples=4)
+
+
+def test_classifier_loading_is_unchanged_for_image_datasets():
+    info = dataset_info("synthetic_shapes")
+    net = _random_cnn()
+    model = LoadedModel.from_keras(net, info.mean, info.std)
+    assert model.task is None
+    images, _ = load_arrays("synthetic_shapes", "test", num_examples=4)
+    np.testing.assert_allclose(
+        model(images), net((images / 255.0 - info.mean) / info.std), atol=1e-5)
+
+
+def test_keras_file_of_a_regression_dataset_is_fed_unscaled(tmp_path):
+    from tests import regression_data
+
+    net = _circular_denoiser()
+    net.save(tmp_path / "denoiser.keras")
+    model = LoadedModel(str(tmp_path / "denoiser.keras"))
+    assert model.task is None  # dataset unknown yet
+    model.normalise_with((0.0,), (1.0,), task="regression")  # what eval.py does
+    assert model.task == "regression"
+    inputs, _ = regression_data.tiny_arrays("test", 3)
+    np.testing.assert_allclose(model(inputs), net(inputs), atol=1e-6)
+    # A classifier on regression data is not an image-to-image model.
+    clf = LoadedModel.from_keras(_random_cnn(), (0.0,), (1.0,), task="regression")
+    assert clf.task is None

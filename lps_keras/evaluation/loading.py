@@ -3,6 +3,11 @@
 A `LoadedModel` is always called on raw images (float32 on the 0-255 scale, NHWC): a Keras
 model is wrapped with the dataset's mean/std, an exported SavedModel normalises in its
 signature. Its forward pass is one `tf.function` (traced once per input shape).
+
+Regression (image-to-image, e.g. MRI reconstruction) data has no 0-255 scale: its
+"raw" inputs are the arrays the data package yields (already instance-normalised), so a
+Keras model of a regression dataset gets `(x - mean) / std` (no division by 255), and its
+output images come back untouched.
 """
 
 import os
@@ -65,6 +70,8 @@ class LoadedModel:
 
     Call it on raw images (float32 in [0, 255], NHWC) to get logits (numpy);
     `predict_classes` returns the argmax class ids. Both run one compiled `tf.function`.
+    For a regression dataset (`DatasetInfo.task == "regression"`) the inputs are the data
+    package's arrays as they are (no 0-255 scale) and the call returns the output images.
 
     Args:
         path: a run directory of `train.py` (holding `config.json` and `model.keras`), a
@@ -147,23 +154,33 @@ class LoadedModel:
                 "SavedModel directory (with saved_model.pb)."
             )
         self.name = name or self._default_name()
-        if mean is None and self._keras is not None and self.dataset:
-            info = dataset_info(self.dataset)
-            mean, std = info.mean, info.std
+        self.dataset_task = None
+        if self._keras is not None and self.dataset:
+            if mean is None:
+                info = dataset_info(self.dataset)
+                mean, std = info.mean, info.std
+                self.dataset_task = info.task
+            else:
+                try:
+                    self.dataset_task = dataset_info(self.dataset).task
+                except ValueError:
+                    pass
         self._set_normalisation(mean, std)
         self._compile()
 
     @classmethod
-    def from_keras(cls, model, mean, std, name=None):
+    def from_keras(cls, model, mean, std, name=None, task=None):
         """Wraps an in-memory Keras model that expects normalised inputs.
 
         The result is called on raw pixels like any `LoadedModel`; it runs
-        `model((x / 255 - mean) / std, training=False)`.
+        `model((x / 255 - mean) / std, training=False)`, or `model((x - mean) / std,
+        training=False)` for `task="regression"` (the dataset's task).
         """
         self = cls.__new__(cls)
         self.path = self.config = self.metadata = self.run_dir = None
         self._keras, self._serve = model, None
         self.name = name or model.name
+        self.dataset_task = task
         self._set_normalisation(mean, std)
         self._compile()
         return self
@@ -188,14 +205,38 @@ class LoadedModel:
 
     @property
     def task(self):
-        """`"classification"` / `"segmentation"` from the export metadata, or None."""
-        return (self.metadata or {}).get("task")
+        """`"classification"` / `"segmentation"` from the export metadata; `"regression"`
+        for a Keras model of a regression dataset whose output has its input's spatial
+        size; otherwise None (unknown)."""
+        task = (self.metadata or {}).get("task")
+        if task is None and self.dataset_task == "regression" and self._image_to_image():
+            return "regression"
+        return task
+
+    def _image_to_image(self):
+        try:
+            inputs = tuple(self._keras.inputs[0].shape)
+            outputs = tuple(self._keras.outputs[0].shape)
+        except (AttributeError, IndexError, TypeError, ValueError):
+            return False
+        return len(inputs) == len(outputs) == 4 and inputs[1:3] == outputs[1:3]
+
+    @property
+    def _pixel_scale(self):
+        # Raw images are 0-255 except for regression data, which is used as it is.
+        return 1.0 if self.dataset_task == "regression" else 255.0
 
     # ---------------------------------------------------------------- forward
-    def normalise_with(self, mean, std):
+    def normalise_with(self, mean, std, task=None):
         """Sets the normalisation of a Keras model that has none yet (e.g. a bare
-        `.keras` file whose dataset is only known later); a no-op otherwise."""
-        if self._keras is not None and self.mean is None:
+        `.keras` file whose dataset is only known later); a no-op otherwise. `task`: the
+        dataset's task, when not known yet (`"regression"`: no 0-255 scale)."""
+        if self._keras is None:
+            return
+        if task is not None and self.dataset_task is None:
+            self.dataset_task = task
+            self._compile()  # the scale is read when tracing
+        if self.mean is None:
             self._set_normalisation(mean, std)
 
     def _set_normalisation(self, mean, std):
@@ -211,7 +252,7 @@ class LoadedModel:
                 f"Model {self.name}: a Keras model needs the dataset mean/std to normalise "
                 "raw images; pass `mean` and `std` (or load it from a run directory)."
             )
-        x = (images / 255.0 - self.mean) / self.std
+        x = (images / self._pixel_scale - self.mean) / self.std
         return tf.cast(self._keras(x, training=False), tf.float32)
 
     def _compile(self):
@@ -222,7 +263,8 @@ class LoadedModel:
             reduce_retracing=True)
 
     def __call__(self, images):
-        """Logits (numpy float32) of raw images `[B, H, W, C]` on the 0-255 scale."""
+        """Logits (numpy float32) of raw images `[B, H, W, C]` on the 0-255 scale (output
+        images of a regression model's inputs)."""
         return self._logits_fn(tf.convert_to_tensor(np.asarray(images, np.float32))).numpy()
 
     def predict_classes(self, images):
@@ -254,10 +296,17 @@ def load_arrays(dataset, split, data_dir=None, num_examples=None, seed=0, image_
     Synthetic data is generated for exactly `num_examples` (its generators are
     prefix-stable, so this is the prefix of the full split).
 
+    Regression datasets (`DatasetInfo.task == "regression"`) come from the data
+    package's own `lps_keras.data.load_arrays(dataset, split, num_examples=...,
+    data_dir=...)`: float32 inputs and target images `[N, H, W, C]` as it returns them
+    (instance-normalised, not 0-255); the image-size settings do not apply.
+
     Raises:
         DatasetNotFoundError, CorruptDatasetError: see `build_dataset`; a corrupt image
             file met while reading raises `CorruptDatasetError` naming it.
     """
+    if dataset_info(dataset).task == "regression":
+        return _regression_arrays(dataset, split, data_dir, num_examples)
     kwargs = dict(data_dir=data_dir, training=False, augment="none", normalize=False,
                   seed=seed, source=source)
     if image_size:
@@ -288,6 +337,24 @@ def load_arrays(dataset, split, data_dir=None, num_examples=None, seed=0, image_
     if num_examples:
         images, targets = images[:num_examples], targets[:num_examples]
     return images, targets
+
+
+def _regression_arrays(dataset, split, data_dir, num_examples):
+    from lps_keras import data
+
+    if not hasattr(data, "load_arrays"):
+        raise ValueError(f"{dataset} is a regression dataset but this lps_keras has no "
+                         "lps_keras.data.load_arrays to read it; update lps_keras.")
+    kwargs = {"num_examples": num_examples} if num_examples else {}
+    if data_dir:
+        kwargs["data_dir"] = data_dir
+    inputs, targets = data.load_arrays(dataset, split, **kwargs)
+    inputs, targets = np.asarray(inputs, np.float32), np.asarray(targets, np.float32)
+    if len(inputs) == 0:
+        raise ValueError(f"The {split!r} split of {dataset} is empty.")
+    if num_examples:
+        inputs, targets = inputs[:num_examples], targets[:num_examples]
+    return inputs, targets
 
 
 def settings_from_config(config):

@@ -101,3 +101,80 @@ def plot_segmentation_examples(model, images, masks, path, *, num_classes, ignor
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+def plot_equivariance(result, path):
+    """PNG of the equivariance NMSE against shift size, one line per model; returns `path`.
+
+    `nmse(shift(f(x)), f(shift(x)))` averaged over the images, for circular shifts of
+    Chebyshev size `s` (0 for an exactly shift-equivariant model). The legend gives each
+    model's PSNR.
+
+    Args:
+        result: a `reconstruction` result of `evaluate` (with curves).
+        path: where to write the PNG.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    sizes_seen = set()
+    for name, entry in result["models"].items():
+        curve = entry.get("equivariance_nmse_vs_shift")
+        if not curve:
+            continue
+        sizes = [int(k) for k in curve]
+        sizes_seen.update(sizes)
+        psnr = entry.get("psnr")
+        label = name + (f", PSNR {psnr:.2f} dB" if psnr is not None else "")
+        ax.plot(sizes, list(curve.values()), marker="o", label=label)
+    if sizes_seen:
+        ax.set_xticks(sorted(sizes_seen))
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("circular shift size in pixels, max(|dy|, |dx|)")
+    ax.set_ylabel("NMSE(shift(f(x)), f(shift(x)))")
+    ax.set_title(f"Shift equivariance on {result['dataset']} {result['split']} "
+                 f"(N = {result['num_examples']})")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_reconstruction_examples(model, inputs, targets, path):
+    """PNG grid of a few images: input | output | target | |output - target|; returns
+    `path`.
+
+    Input, output and target share one grey scale per row (the target's range), the
+    error its own (0 to its maximum), so a row compares like with like. Shows the first
+    channel.
+
+    Args:
+        model: a `LoadedModel` (called on the inputs as they are, regression data).
+        inputs: inputs `[N, H, W, C]` (a handful).
+        targets: targets `[N, H, W, C_out]`.
+        path: where to write the PNG.
+    """
+    plt = _pyplot()
+    inputs = np.asarray(inputs, np.float32)
+    outputs = np.asarray(model(inputs))
+    targets = np.asarray(targets, np.float32)
+    n = len(inputs)
+    fig, axes = plt.subplots(n, 4, figsize=(9, 2.4 * n + 0.4), squeeze=False)
+    for row in range(n):
+        x, y, t = inputs[row, ..., 0], outputs[row, ..., 0], targets[row, ..., 0]
+        low, high = float(t.min()), float(t.max())
+        error = np.abs(y - t)
+        panels = ((x, "input", low, high), (y, "output", low, high), (t, "target", low, high),
+                  (error, "|output - target|", 0.0, float(error.max()) or 1.0))
+        for col, (panel, title, vmin, vmax) in enumerate(panels):
+            axes[row, col].imshow(panel, cmap="gray", vmin=vmin, vmax=vmax,
+                                  interpolation="nearest")
+            axes[row, col].set_axis_off()
+            if row == 0:
+                axes[row, col].set_title(title)
+    fig.suptitle(f"{model.name}: reconstructions of {n} images")
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path

@@ -26,6 +26,7 @@ _BLOCK = 1024
 _STREAM_PAIRS = 0
 _STREAM_SEGMENTATION = 1
 _STREAM_RING = 2  # + shift size
+_STREAM_EQUIVARIANCE = 2**20  # clear of _STREAM_RING + any shift size
 
 
 # ---------------------------------------------------------------------------------------
@@ -118,6 +119,27 @@ def segmentation_shifts(num_images, *, num_shifts=5, max_shift=32, seed=0, start
                                check_int("start", start, 0),
                                check_int("num_images", num_images, 0),
                                -max_shift, max_shift + 1, (num_shifts, 2))
+
+
+def equivariance_shifts(num_images, *, max_shift=16, seed=0, start=0):
+    """The circular shifts of the equivariance protocols (`equivariance_nmse`,
+    `psnr_shift_change`): one `(dy, dx)` per image, uniform in
+    `[-max_shift, max_shift]^2`, as an int array `[N, 2]`.
+
+    (The APS-U code draws `np.random.randint(-max_shift, max_shift)`, i.e. up to
+    `max_shift - 1`, from one global generator; here the range is symmetric and the draw
+    is per image, so it does not depend on batching.)
+
+    Example:
+
+    >>> equivariance_shifts(3, seed=0).shape
+    (3, 2)
+    """
+    max_shift = check_int("max_shift", max_shift, 0)
+    return _per_image_integers(_check_seed(seed), _STREAM_EQUIVARIANCE,
+                               check_int("start", start, 0),
+                               check_int("num_images", num_images, 0),
+                               -max_shift, max_shift + 1, (2,))
 
 
 def _ring_offsets(size):

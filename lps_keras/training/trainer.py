@@ -376,7 +376,7 @@ class Trainer:
         if num_examples is not None:  # the pre-training check of the evaluation path
             settings["num_examples"] = num_examples
         wrapped = LoadedModel.from_keras(model, self.info.mean, self.info.std,
-                                         name=self.config.name)
+                                         name=self.config.name, task=self.info.task)
         seg_max_shift = settings.pop("seg_max_shift")
         if self.task == "segmentation":
             settings["max_shift"] = seg_max_shift
