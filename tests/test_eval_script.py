@@ -140,24 +140,9 @@ def test_corrupt_config_json_is_named(tmp_path):
     assert "Restore it from a backup" in stderr
 
 
-_LAUNCHER = """
-import runpy
-import sys
-
-sys.path.insert(0, {repo!r})
-from tests import regression_data
-
-regression_data.install()  # the tiny regression dataset, in this process only
-sys.argv[0] = {script!r}
-runpy.run_path({script!r}, run_name="__main__")
-"""
-
-
-def _run_with_regression_data(tmp_path, args, timeout=300):
-    launcher = tmp_path / "launch_eval.py"
-    launcher.write_text(_LAUNCHER.format(repo=str(REPO), script=str(REPO / "eval.py")))
+def _run_eval(args, timeout=300):
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, str(launcher), *args], capture_output=True,
+    return subprocess.run([sys.executable, str(REPO / "eval.py"), *args], capture_output=True,
                           text=True, env=env, timeout=timeout, check=False)
 
 
@@ -181,8 +166,8 @@ def _denoisers(tmp_path):
 def test_reconstruction_mode_writes_json_and_pngs(tmp_path):
     circular, strided = _denoisers(tmp_path)
     out = tmp_path / "results"
-    result = _run_with_regression_data(tmp_path, [
-        f"--model={circular}", f"--baseline={strided}", "--dataset=tiny_mri",
+    result = _run_eval([
+        f"--model={circular}", f"--baseline={strided}", "--dataset=synthetic_mri",
         "--num_examples=8", "--batch_size=4", "--max_shift=4", f"--output_dir={out}"])
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     data = json.loads((out / "eval_reconstruction.json").read_text())
@@ -203,16 +188,15 @@ def test_reconstruction_mode_writes_json_and_pngs(tmp_path):
 def test_reconstruction_usage_errors(tmp_path):
     circular, _ = _denoisers(tmp_path)
     cases = [
-        # The default max_shift (16) does not fit 16x16 images.
-        ([], "The default --max_shift of reconstruction is 16: --max_shift=16 is not "
-             "smaller than the evaluated tiny_mri images (16x16)"),
+        (["--max_shift=64"], "--max_shift=64 is not smaller than the evaluated "
+                             "synthetic_mri images (64x64)"),
         (["--eval_mode=shift_consistency", "--max_shift=2"],
-         "--eval_mode=shift_consistency does not fit tiny_mri, a regression dataset; use "
-         "--eval_mode=reconstruction"),
+         "--eval_mode=shift_consistency does not fit synthetic_mri, a regression dataset; "
+         "use --eval_mode=reconstruction"),
     ]
     for extra, message in cases:
-        result = _run_with_regression_data(tmp_path, [
-            f"--model={circular}", "--dataset=tiny_mri", "--num_examples=4",
+        result = _run_eval([
+            f"--model={circular}", "--dataset=synthetic_mri", "--num_examples=4",
             f"--output_dir={tmp_path / 'out'}", *extra])
         assert result.returncode != 0, result.stdout[-2000:]
         assert "Traceback" not in result.stderr, result.stderr[-4000:]

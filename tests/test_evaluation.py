@@ -213,22 +213,21 @@ def _strided_denoiser():
     return keras.Model(inputs, keras.layers.Add()([inputs, x]), name="strided")
 
 
-def test_reconstruction_mode_end_to_end(monkeypatch):
+def test_reconstruction_mode_end_to_end():
     from tests import regression_data
 
-    regression_data.install(monkeypatch)
-    info = dataset_info("tiny_mri")
+    info = dataset_info("synthetic_mri")
     circular = LoadedModel.from_keras(_circular_denoiser(), info.mean, info.std,
                                       task="regression")
     strided = LoadedModel.from_keras(_strided_denoiser(), info.mean, info.std,
                                      task="regression")
     assert circular.task == "regression"
     lines = []
-    result = evaluate(circular, "reconstruction", "tiny_mri", num_examples=10, batch_size=4,
+    result = evaluate(circular, "reconstruction", "synthetic_mri", num_examples=10, batch_size=4,
                       max_shift=4, baseline=strided, log=lines.append)
     assert result["max_shift"] == 4 and result["num_examples"] == 10
     assert "dB" in result["units"] and "ratio" in result["units"]
-    inputs, targets = regression_data.tiny_arrays("test", 10)
+    inputs, targets = regression_data.arrays("test", 10)
     # Regression inputs go to the model as they are (no 0-255 scale) and come back untouched.
     np.testing.assert_allclose(circular(inputs), _circular_denoiser()(inputs), atol=1e-6)
     for name in ("circular", "strided"):
@@ -251,13 +250,13 @@ def test_reconstruction_mode_end_to_end(monkeypatch):
     line = summary(result["models"]["circular"])
     assert line.startswith("PSNR ") and " dB | SSIM 0." in line and "equivariance NMSE" in line
     # Batching does not change the numbers.
-    again = evaluate(circular, "reconstruction", "tiny_mri", num_examples=10, batch_size=10,
+    again = evaluate(circular, "reconstruction", "synthetic_mri", num_examples=10, batch_size=10,
                      max_shift=4, curves=False)["models"]["circular"]
     assert again["psnr"] == pytest.approx(result["models"]["circular"]["psnr"], rel=1e-6)
     assert "equivariance_nmse_vs_shift" not in again
-    with pytest.raises(ValueError, match="does not fit tiny_mri, a regression dataset; use "
-                                         "'reconstruction'"):
-        evaluate(circular, "shift_consistency", "tiny_mri", num_examples=4)
+    with pytest.raises(ValueError, match="does not fit synthetic_mri, a regression dataset; "
+                                         "use 'reconstruction'"):
+        evaluate(circular, "shift_consistency", "synthetic_mri", num_examples=4)
     with pytest.raises(ValueError, match="does not fit synthetic_shapes"):
         evaluate(circular, "reconstruction", "synthetic_shapes", num_examples=4)
 
@@ -281,7 +280,7 @@ def test_keras_file_of_a_regression_dataset_is_fed_unscaled(tmp_path):
     assert model.task is None  # dataset unknown yet
     model.normalise_with((0.0,), (1.0,), task="regression")  # what eval.py does
     assert model.task == "regression"
-    inputs, _ = regression_data.tiny_arrays("test", 3)
+    inputs, _ = regression_data.arrays("test", 3)
     np.testing.assert_allclose(model(inputs), net(inputs), atol=1e-6)
     # A classifier on regression data is not an image-to-image model.
     clf = LoadedModel.from_keras(_random_cnn(), (0.0,), (1.0,), task="regression")

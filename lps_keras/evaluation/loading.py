@@ -296,17 +296,10 @@ def load_arrays(dataset, split, data_dir=None, num_examples=None, seed=0, image_
     Synthetic data is generated for exactly `num_examples` (its generators are
     prefix-stable, so this is the prefix of the full split).
 
-    Regression datasets (`DatasetInfo.task == "regression"`) come from the data
-    package's own `lps_keras.data.load_arrays(dataset, split, num_examples=...,
-    data_dir=...)`: float32 inputs and target images `[N, H, W, C]` as it returns them
-    (instance-normalised, not 0-255); the image-size settings do not apply.
-
     Raises:
         DatasetNotFoundError, CorruptDatasetError: see `build_dataset`; a corrupt image
             file met while reading raises `CorruptDatasetError` naming it.
     """
-    if dataset_info(dataset).task == "regression":
-        return _regression_arrays(dataset, split, data_dir, num_examples)
     kwargs = dict(data_dir=data_dir, training=False, augment="none", normalize=False,
                   seed=seed, source=source)
     if image_size:
@@ -337,24 +330,6 @@ def load_arrays(dataset, split, data_dir=None, num_examples=None, seed=0, image_
     if num_examples:
         images, targets = images[:num_examples], targets[:num_examples]
     return images, targets
-
-
-def _regression_arrays(dataset, split, data_dir, num_examples):
-    from lps_keras import data
-
-    if not hasattr(data, "load_arrays"):
-        raise ValueError(f"{dataset} is a regression dataset but this lps_keras has no "
-                         "lps_keras.data.load_arrays to read it; update lps_keras.")
-    kwargs = {"num_examples": num_examples} if num_examples else {}
-    if data_dir:
-        kwargs["data_dir"] = data_dir
-    inputs, targets = data.load_arrays(dataset, split, **kwargs)
-    inputs, targets = np.asarray(inputs, np.float32), np.asarray(targets, np.float32)
-    if len(inputs) == 0:
-        raise ValueError(f"The {split!r} split of {dataset} is empty.")
-    if num_examples:
-        inputs, targets = inputs[:num_examples], targets[:num_examples]
-    return inputs, targets
 
 
 def settings_from_config(config):
