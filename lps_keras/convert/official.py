@@ -24,10 +24,30 @@ Recognised checkpoints (`checkpoint_kind`):
   (see `_deeplab_spec`; the backbone's settings are not stored and are assumed).
 * `"torchvision_resnet"` — a plain torchvision ResNet `state_dict` -> our strided ResNet
   with zero padding (`downsampling="blurpool"`/`"aps"` overrides load the same weights).
+* `"aps_unet"` — a U-Net of the APS repo (`models/aps_models/unet_aps` `UNet_<n>down_aps`,
+  `models/baseline_models/baseline_unet` `UNet_<n>down`, `models/lpf_models/unet_lpf`
+  `UNet_<n>down_lpf`, `bilinear=False`): a bare `state_dict` (keys `inc.double_conv.*`,
+  `down<k>.*`, `up<k>.*`, `outc.conv.*`) or the `main_mri.py` checkpoint `{'state_dict'
+  (DataParallel `module.` keys), 'arch', 'epoch', 'lowest_loss', 'optimizer'}` (`arch` is
+  checked against the tensors) -> `unet(...)`. Levels, widths, in/out channels from the
+  tensors; padding from the `DoubleConv` indices (a `circular_pad` module precedes every
+  conv: conv/BN at 1/2 and 5/6, else 0/1 and 3/4); variant from the keys (`down<k>.maxpool`
+  = pad + MaxPool2d(2, 1) + ApsDown -> `downsampling="aps"`, `score_unfiltered=False`,
+  `upsampling="polyphase"`, `up_padding_mode="circular"`; `down<k>.maxpool_conv` with a
+  `filt` buffer -> `"blurpool"` + transposed conv + blur, with reflect-padded blurs in
+  zero-padded networks; without -> `"maxpool"` + transposed conv); blur size from the
+  `filt` buffers (APS size 1 -> no blur). The APS criterion is not stored: `aps_norm="l2"`
+  (the default), override it. Refused: `bilinear=True` (no `up<k>.up` tensors; Keras'
+  bilinear upsampling does not align corners), `UNet_4down_InstanceNorm` and LPF U-Nets
+  with `sinc_mode=True`.
 
 Depth, stem and classes are read from the tensors. Every tensor must find its place and
 every Keras weight must get a tensor, else `ConversionError` lists them. Buffers with no
 Keras counterpart are consumed with a documented reason (`NOT_NEEDED`).
+
+Overrides: `convert_checkpoint(..., **overrides)` takes model settings (ResNets: `depth`,
+`num_classes`, `input_shape`, `stem`, `name`, `log_softmax`; U-Nets: `input_shape`,
+`name`, `up_padding_mode`) and `SamplingSpec` fields (e.g. `aps_norm`).
 
 Not supported (a clear error): `conv1_stride=True`, antialias
 paddings other than circular/zeros/reflect (e.g. `replicate`), LowPassFilter with
@@ -649,6 +669,11 @@ def _unet_layout(sd):
         variant = "aps"
     elif "down1.maxpool_conv.2.filt" in sd:
         variant = "lpf"
+    elif any(k.startswith("down1.maxpool_conv.3.") for k in sd):
+        # [pad, MaxPool2d(2, 1), BlurPool, DoubleConv] without a 'filt' buffer.
+        raise ConversionError(
+            "An LPF U-Net whose BlurPools have no 'filt' buffer: sinc_mode=True (an FFT "
+            "low-pass), which our unet does not have.")
     elif any(k.startswith("down1.maxpool_conv.") for k in sd):
         variant = "baseline"
     else:

@@ -168,8 +168,11 @@ def test_unet_refusals(converted):
     missing = {k: v for k, v in state.items() if k != "outc.conv.bias"}
     with pytest.raises(ConversionError, match="outc"):
         convert_checkpoint_with_map(missing)
-    # A blur buffer that is not the binomial filter.
+    # An LPF U-Net with sinc_mode=True: its BlurPools have no 'filt' buffer.
     lpf, _, _ = converted("unet4_lpf_circular_f3")
+    with pytest.raises(ConversionError, match="sinc_mode"):
+        convert_checkpoint_with_map({k: v for k, v in lpf.items() if not k.endswith("filt")})
+    # A blur buffer that is not the binomial filter.
     bad = dict(lpf)
     bad["up2.up.1.filt"] = np.asarray(lpf["up2.up.1.filt"]) * 2
     with pytest.raises(ConversionError, match="binomial"):
