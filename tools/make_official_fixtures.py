@@ -34,6 +34,13 @@ Only imports that are irrelevant to the math are replaced:
     `model_classes.*` modules of the same commit.
 No layer or model math is stubbed or re-implemented.
 
+The U-Nets (`--only unets`, from the APS repo's top-level `models/` package) need two
+more pieces of plumbing (see `import_aps_unets` / `_CpuCuda`): the LPS `models` package is
+hidden while the APS `models` namespace package is imported, and `torch.Tensor.cuda` is the
+identity while they run (ApsDown/ApsUp call `.cuda()`). Upstream bug worked around:
+`UNet_3down_aps` reads an undefined global `aps_criterion`; the generator defines it
+('l2') on the imported module.
+
 Everything is seeded, float32, NCHW, CPU.
 """
 import argparse
@@ -1161,13 +1168,209 @@ def make_aps_structures(W, A, out):
         f.write("\n")
 
 
+# --------------------------------------------------------------------------------------
+# The APS repo's U-Nets (models/{aps_models/unet_aps,baseline_models/baseline_unet,
+# lpf_models/unet_lpf}), random weights, eval mode
+# --------------------------------------------------------------------------------------
+def import_aps_unets(aps_root):
+    """The APS repo's top-level `models` package (U-Nets). Its name clashes with the LPS
+    repo's `models` package imported earlier, so the LPS one is moved out of sys.modules
+    while the U-Net modules are imported (and put back afterwards).
+
+    Upstream bug worked around: `UNet_3down_aps.__init__` passes `aps_criterion =
+    aps_criterion`, a name defined nowhere (its signature has no such argument), so the
+    class raises NameError. The module global `aps_criterion = 'l2'` (the default of
+    UNet_4down_aps and of Down) is set on the imported module; nothing else is changed."""
+    saved = {k: v for k, v in sys.modules.items() if k == "models" or k.startswith("models.")}
+    for k in saved:
+        del sys.modules[k]
+    # The APS `models` has no __init__.py (a namespace package): a regular `models`
+    # package anywhere on sys.path (the LPS one) would win, so hide those paths meanwhile.
+    old_path = list(sys.path)
+    sys.path[:] = [aps_root] + [p for p in old_path
+                                if not os.path.exists(os.path.join(p, "models", "__init__.py"))]
+    try:
+        import models.aps_models.unet_aps.unet_model as aps_unet
+        import models.baseline_models.baseline_unet.unet_model as base_unet
+        import models.lpf_models.unet_lpf.unet_model as lpf_unet
+    finally:
+        sys.path[:] = old_path
+        mine = {k: v for k, v in sys.modules.items() if k == "models" or k.startswith("models.")}
+        for k in mine:
+            del sys.modules[k]
+        sys.modules.update(saved)
+    try:
+        aps_unet.UNet_3down_aps(1, 1, [4, 4, 4, 4], filter_size=1, padding_mode="circular")
+        raise AssertionError("UNet_3down_aps builds upstream: drop the workaround")
+    except NameError as err:
+        assert "aps_criterion" in str(err), err
+    aps_unet.aps_criterion = "l2"
+    return types.SimpleNamespace(aps=aps_unet, baseline=base_unet, lpf=lpf_unet)
+
+
+class _CpuCuda:
+    """ApsDown/ApsUp call `.cuda()` on index and zero tensors; on CPU `Tensor.cuda` is
+    replaced by the identity while the U-Nets run (the math is unchanged)."""
+
+    def __enter__(self):
+        self._orig = torch.Tensor.cuda
+        torch.Tensor.cuda = lambda self, *a, **k: self
+        return self
+
+    def __exit__(self, *exc):
+        torch.Tensor.cuda = self._orig
+
+
+UNET_CHANNELS4 = [8, 16, 32, 64, 128]
+UNET_CHANNELS3 = [8, 16, 32, 64]
+# name, module ('aps' / 'baseline' / 'lpf'), class, kwargs, (N, C_in, H, W)
+UNET_CASES = [
+    ("unet4_aps_circular_f1", "aps", "UNet_4down_aps",
+     dict(in_channels=1, out_channels=1, filter_size=1, padding_mode="circular"), (2, 1, 32, 32)),
+    ("unet4_aps_circular_f3", "aps", "UNet_4down_aps",
+     dict(in_channels=1, out_channels=1, filter_size=3, padding_mode="circular"), (2, 1, 32, 32)),
+    ("unet4_aps_circular_f3_32x64", "aps", "UNet_4down_aps",
+     dict(in_channels=1, out_channels=1, filter_size=3, padding_mode="circular"), (2, 1, 32, 64)),
+    ("unet4_aps_zeros_f3_in2_out3", "aps", "UNet_4down_aps",
+     dict(in_channels=2, out_channels=3, filter_size=3, padding_mode="zeros"), (2, 2, 32, 32)),
+    ("unet3_aps_circular_f1", "aps", "UNet_3down_aps",
+     dict(in_channels=1, out_channels=1, filter_size=1, padding_mode="circular"), (2, 1, 32, 32)),
+    ("unet4_baseline_circular", "baseline", "UNet_4down",
+     dict(in_channels=1, out_channels=1, padding_mode="circular"), (2, 1, 32, 32)),
+    ("unet4_baseline_zeros", "baseline", "UNet_4down",
+     dict(in_channels=1, out_channels=1, padding_mode="zeros"), (2, 1, 32, 32)),
+    ("unet4_lpf_circular_f3", "lpf", "UNet_4down_lpf",
+     dict(in_channels=1, out_channels=1, filter_size=3, padding_mode="circular"), (2, 1, 32, 32)),
+    ("unet4_lpf_zeros_f3", "lpf", "UNet_4down_lpf",
+     dict(in_channels=1, out_channels=1, filter_size=3, padding_mode="zeros"), (2, 1, 32, 32)),
+]
+# This case is also saved as main_mri.py saves checkpoints (DataParallel 'module.' keys).
+UNET_MRI_CASE = "unet4_aps_circular_f3"
+
+
+def _aps_margins(model, x):
+    """Per ApsDown call: the smallest relative gap between the largest and the second
+    largest l2 norm of the four polyphase components (batch-wise), i.e. how far the
+    selections are from a tie (float32 differences cannot flip them if this is >> 1e-6)."""
+    gaps = []
+
+    def hook(mod, inp, out):
+        t = inp[0]
+        if mod.filt_size > 1:
+            t = F.conv2d(mod.pad(t), mod.filt, stride=1, groups=t.shape[1])
+        ph = torch.stack([t[:, :, r::2, c::2] for r, c in [(0, 0), (1, 0), (0, 1), (1, 1)]], 1)
+        n = ph.flatten(2).norm(dim=2).sort(dim=1, descending=True).values
+        gaps.append(float(((n[:, 0] - n[:, 1]) / n[:, 0]).min()))
+
+    hs = [m.register_forward_hook(hook) for m in model.modules()
+          if type(m).__name__ == "ApsDown"]
+    with torch.no_grad():
+        model(x)
+    for h in hs:
+        h.remove()
+    return gaps
+
+
+def make_unets(W, aps_root, out):
+    """The APS repo's U-Nets as main_mri.py builds them (`inner_channels_list`, `bilinear=
+    False`, `padding_mode`, `filter_size` for APS/LPF), with small channels, random grid
+    weights (`grid_weights`) and calibrated BN running statistics, in eval mode, on seeded
+    random 32x32 inputs (one 32x64 case: the APS code's non-square path; 32x48 does not
+    run upstream: with 4 levels the bottom is 2x3, ApsUp's aps_pad makes it 2x4, and the
+    upsampled 4x8 map does not concatenate with the 4x6 skip). Each case: the
+    state_dict (`<name>.pt.xz`) and `<name>_eval.npz` (input, output; for circular APS
+    also a circularly shifted input and its output)."""
+    U = import_aps_unets(aps_root)
+    with _CpuCuda():
+        for i, (name, module, cls, kw, shape) in enumerate(UNET_CASES):
+            seed(500 + i)  # main_mri.py seeds 0 before building; a seed per case here
+            channels = UNET_CHANNELS3 if cls.startswith("UNet_3down") else UNET_CHANNELS4
+            kwargs = dict(kw, inner_channels_list=list(channels), bilinear=False)
+            model = getattr(getattr(U, module), cls)(**kwargs)
+            # Denser than the ResNets' grid (P(0) = 0.5): with 1-2 input channels and
+            # 8-wide levels, P(0) = 0.8 leaves whole channels dead. outc (8 weights per
+            # output) gets no zeros at all: +-0.25 (about its default init's std).
+            grid_weights(model, p_zero=0.5, seed_=600 + i)
+            with torch.no_grad():
+                wo = model.outc.conv.weight
+                wo.copy_(torch.where(torch.rand(wo.shape, generator=torch.Generator()
+                                                .manual_seed(650 + i)) < 0.5, -0.25, 0.25))
+            g = torch.Generator().manual_seed(700 + i)
+            n, c, h, w = shape
+            calibrate_bn(model, torch.randn(8, c, h, w, generator=g))
+            x = torch.randn(n, c, h, w, generator=g)
+            model.eval()
+            meta_extra = {}
+            if module == "aps":
+                # Redraw the input (same generator) until no APS selection is near a tie
+                # (relative gap of the two largest phase norms >= 1e-4): float32 rounding
+                # differences must not be able to flip a selection.
+                for draw in range(50):
+                    gaps = _aps_margins(model, x)
+                    if min(gaps) >= 1e-4:
+                        break
+                    x = torch.randn(n, c, h, w, generator=g)
+                assert min(gaps) >= 1e-4, (name, gaps)
+                meta_extra["aps_selection_min_relative_gap"] = min(gaps)
+                meta_extra["input_draws"] = draw + 1
+            with torch.no_grad():
+                y = model(x)
+            arrays = {"input": x, "output": y}
+            if module == "aps" and kw["padding_mode"] == "circular":
+                shift = (3, 5)
+                xs = torch.roll(x, shifts=shift, dims=(2, 3))
+                with torch.no_grad():
+                    ys = model(xs)
+                arrays.update(input_shifted=xs, output_shifted=ys)
+                meta_extra["shift"] = list(shift)
+                meta_extra["circular_shift_equivariance_max_abs_diff"] = float(
+                    (torch.roll(y, shifts=shift, dims=(2, 3)) - ys).abs().max())
+            sd = model.state_dict()
+            raw_size, xz_size = save_xz(sd, os.path.join(out, name + ".pt.xz"))
+            write_keys(sd, os.path.join(out, name + ".keys.txt"),
+                       f"# state_dict of {name}.pt.xz (key, shape, dtype)")
+            files = [name + ".pt.xz"]
+            if name == UNET_MRI_CASE:
+                # main_mri.py: model = torch.nn.DataParallel(model) (or DDP), then
+                # save_checkpoint({'epoch', 'arch', 'state_dict': model.state_dict(),
+                # 'lowest_loss', 'optimizer': optimizer.state_dict()}) (Adam).
+                dp = nn.DataParallel(model)
+                opt = torch.optim.Adam(dp.parameters(), lr=1e-3)
+                ck = {"epoch": 1, "arch": cls, "state_dict": dp.state_dict(),
+                      "lowest_loss": 0.5, "optimizer": opt.state_dict()}
+                mri = name + "_mri.pth.tar"
+                save_xz(ck, os.path.join(out, mri + ".xz"))
+                write_keys(ck["state_dict"], os.path.join(out, name + "_mri.keys.txt"),
+                           f"# checkpoint['state_dict'] of {mri}.xz (main_mri.py layout)")
+                files.append(mri + ".xz")
+                meta_extra["mri_checkpoint"] = mri + ".xz"
+                meta_extra["mri_checkpoint_layout"] = (
+                    "torch.save({'epoch', 'arch', 'state_dict' (DataParallel: 'module.' "
+                    "prefix), 'lowest_loss', 'optimizer' (Adam)}) as save_checkpoint in "
+                    "equivariant_unet_training/mri_reconstruction/main_mri.py")
+            path = {"aps": "models.aps_models.unet_aps.unet_model",
+                    "baseline": "models.baseline_models.baseline_unet.unet_model",
+                    "lpf": "models.lpf_models.unet_lpf.unet_model"}[module]
+            meta = W.meta("aps", official_class=f"{path}.{cls}", args=kwargs,
+                          mode="eval (BN running stats)", checkpoint=name + ".pt.xz",
+                          checkpoint_bytes_uncompressed=raw_size,
+                          max_abs_output=float(y.abs().max()),
+                          output_std=float(y.std()), **meta_extra)
+            if cls == "UNet_3down_aps":
+                meta["upstream_workaround"] = (
+                    "UNet_3down_aps.__init__ reads an undefined name aps_criterion "
+                    "(NameError); the module global aps_criterion='l2' was set")
+            W.save(name + "_eval", arrays, meta)
+            print(name, files, raw_size, xz_size, meta_extra)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lps-mirror", default="/work/.mirror/raymondyeh07+learnable_polyphase_sampling/repo")
     ap.add_argument("--aps-mirror", default="/work/.mirror/achaman2+truly_shift_invariant_cnns/repo")
     ap.add_argument("--out", default="tests/fixtures/official")
     ap.add_argument("--only", default="layers,lps_net,aps_net,tv,deeplab,lps_imagenet,"
-                                      "published_structures,aps_structures")
+                                      "published_structures,aps_structures,unets")
     args = ap.parse_args()
     only = args.only.split(",")
     tmp = tempfile.mkdtemp(prefix="official_src_")
@@ -1202,6 +1405,8 @@ def main():
         make_published_structures(W, L, lps_root, out)
     if "aps_structures" in only:
         make_aps_structures(W, A, out)
+    if "unets" in only:
+        make_unets(W, aps_root, out)
     default = ap.get_default("only").split(",")
     idx_path = os.path.join(out, "index.json")
     fixtures = W.index

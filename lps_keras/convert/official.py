@@ -24,10 +24,30 @@ Recognised checkpoints (`checkpoint_kind`):
   (see `_deeplab_spec`; the backbone's settings are not stored and are assumed).
 * `"torchvision_resnet"` — a plain torchvision ResNet `state_dict` -> our strided ResNet
   with zero padding (`downsampling="blurpool"`/`"aps"` overrides load the same weights).
+* `"aps_unet"` — a U-Net of the APS repo (`models/aps_models/unet_aps` `UNet_<n>down_aps`,
+  `models/baseline_models/baseline_unet` `UNet_<n>down`, `models/lpf_models/unet_lpf`
+  `UNet_<n>down_lpf`, `bilinear=False`): a bare `state_dict` (keys `inc.double_conv.*`,
+  `down<k>.*`, `up<k>.*`, `outc.conv.*`) or the `main_mri.py` checkpoint `{'state_dict'
+  (DataParallel `module.` keys), 'arch', 'epoch', 'lowest_loss', 'optimizer'}` (`arch` is
+  checked against the tensors) -> `unet(...)`. Levels, widths, in/out channels from the
+  tensors; padding from the `DoubleConv` indices (a `circular_pad` module precedes every
+  conv: conv/BN at 1/2 and 5/6, else 0/1 and 3/4); variant from the keys (`down<k>.maxpool`
+  = pad + MaxPool2d(2, 1) + ApsDown -> `downsampling="aps"`, `score_unfiltered=False`,
+  `upsampling="polyphase"`, `up_padding_mode="circular"`; `down<k>.maxpool_conv` with a
+  `filt` buffer -> `"blurpool"` + transposed conv + blur, with reflect-padded blurs in
+  zero-padded networks; without -> `"maxpool"` + transposed conv); blur size from the
+  `filt` buffers (APS size 1 -> no blur). The APS criterion is not stored: `aps_norm="l2"`
+  (the default), override it. Refused: `bilinear=True` (no `up<k>.up` tensors; Keras'
+  bilinear upsampling does not align corners), `UNet_4down_InstanceNorm` and LPF U-Nets
+  with `sinc_mode=True`.
 
 Depth, stem and classes are read from the tensors. Every tensor must find its place and
 every Keras weight must get a tensor, else `ConversionError` lists them. Buffers with no
 Keras counterpart are consumed with a documented reason (`NOT_NEEDED`).
+
+Overrides: `convert_checkpoint(..., **overrides)` takes model settings (ResNets: `depth`,
+`num_classes`, `input_shape`, `stem`, `name`, `log_softmax`; U-Nets: `input_shape`,
+`name`, `up_padding_mode`) and `SamplingSpec` fields (e.g. `aps_norm`).
 
 Not supported (a clear error): `conv1_stride=True`, antialias
 paddings other than circular/zeros/reflect (e.g. `replicate`), LowPassFilter with
@@ -56,6 +76,7 @@ from lps_keras.convert.weights import (
 from lps_keras.models.deeplab import deeplabv3plus
 from lps_keras.models.resnet import DEPTHS, resnet
 from lps_keras.models.sampling import SamplingSpec
+from lps_keras.models.unet import unet
 
 __all__ = [
     "NOT_NEEDED", "build_spec", "checkpoint_kind", "convert_checkpoint",
@@ -85,9 +106,12 @@ def _load(path_or_loaded):
 
 
 def checkpoint_kind(ckpt):
-    """`"lps_resnet"`, `"lps_deeplab"`, `"aps_resnet"` or `"torchvision_resnet"`."""
+    """`"lps_resnet"`, `"lps_deeplab"`, `"aps_resnet"`, `"aps_unet"` or
+    `"torchvision_resnet"`."""
     if not isinstance(ckpt, dict):
         raise ConversionError(f"A checkpoint must be a dict; got {type(ckpt).__name__}.")
+    if _is_unet(ckpt):
+        return "aps_unet"
     if "state_dict" in ckpt and "hyper_parameters" in ckpt:
         keys = list(ckpt["state_dict"])
         if keys and all(k.startswith("core.") for k in keys):
@@ -102,11 +126,35 @@ def checkpoint_kind(ckpt):
         return "torchvision_resnet"
     raise ConversionError(
         "Unrecognised checkpoint: expected an LPS Lightning checkpoint (hyper_parameters + "
-        "state_dict 'core.*'), an APS checkpoint ({'model': state_dict, ...}) or a "
-        f"torchvision ResNet state_dict; got top-level keys {sorted(map(str, ckpt))[:10]}.")
+        "state_dict 'core.*'), an APS checkpoint ({'model': state_dict, ...}), an APS-repo "
+        "U-Net (state_dict 'inc.double_conv.*', 'outc.conv.*', bare or in {'state_dict': "
+        "...}) or a torchvision ResNet state_dict; got top-level keys "
+        f"{sorted(map(str, ckpt))[:10]}.")
+
+
+def _strip_module(sd):
+    """Removes the `module.` prefix of DataParallel / DistributedDataParallel keys."""
+    if sd and all(str(k).startswith("module.") for k in sd):
+        return {k[len("module."):]: v for k, v in sd.items()}, "module."
+    return dict(sd), ""
+
+
+def _unet_container(ckpt):
+    """The state_dict of a U-Net checkpoint: `ckpt['state_dict']` (main_mri.py's
+    `{'epoch', 'arch', 'state_dict', 'lowest_loss', 'optimizer'}`) or `ckpt` itself."""
+    if "hyper_parameters" not in ckpt and isinstance(ckpt.get("state_dict"), dict):
+        return ckpt["state_dict"]
+    return ckpt
+
+
+def _is_unet(ckpt):
+    sd, _ = _strip_module(_unet_container(ckpt))
+    return "outc.conv.weight" in sd and any(str(k).startswith("inc.double_conv.") for k in sd)
 
 
 def _state_dict(ckpt, kind):
+    if kind == "aps_unet":
+        return _strip_module(_unet_container(ckpt))
     if kind == "lps_resnet":
         return {k[len("core."):]: v for k, v in ckpt["state_dict"].items()}, "core."
     if kind == "lps_deeplab":
@@ -115,9 +163,7 @@ def _state_dict(ckpt, kind):
         sd = ckpt["model"]
     else:
         sd = ckpt
-    if sd and all(k.startswith("module.") for k in sd):  # DataParallel
-        return {k[len("module."):]: v for k, v in sd.items()}, "module."
-    return dict(sd), ""
+    return _strip_module(sd)  # DataParallel
 
 
 def _architecture(sd):
@@ -252,6 +298,10 @@ def build_spec(ckpt, kind=None):
     kind = kind or checkpoint_kind(ckpt)
     if kind == "lps_deeplab":
         return _deeplab_spec(ckpt)
+    if kind == "aps_unet":
+        model, spec = _unet_spec(_state_dict(ckpt, kind)[0])
+        _check_unet_arch(ckpt, model)
+        return model, spec
     sd, _ = _state_dict(ckpt, kind)
     depth, stem, num_classes = _architecture(sd)
     model = {"depth": depth, "stem": stem, "num_classes": num_classes, "input_shape": None}
@@ -281,13 +331,13 @@ def build_spec(ckpt, kind=None):
     return model, spec
 
 
-def _split_overrides(overrides):
-    model = {k: v for k, v in overrides.items() if k in _MODEL_KEYS}
-    rest = {k: v for k, v in overrides.items() if k not in _MODEL_KEYS}
+def _split_overrides(overrides, model_keys=_MODEL_KEYS):
+    model = {k: v for k, v in overrides.items() if k in model_keys}
+    rest = {k: v for k, v in overrides.items() if k not in model_keys}
     unknown = set(rest) - set(SamplingSpec.field_names()) - {"lps_kwargs"}
     if unknown:
         raise ConversionError(
-            f"Unknown override(s) {sorted(unknown)}; use {sorted(_MODEL_KEYS)} or SamplingSpec "
+            f"Unknown override(s) {sorted(unknown)}; use {sorted(model_keys)} or SamplingSpec "
             f"fields {list(SamplingSpec.field_names())}.")
     return model, rest
 
@@ -324,7 +374,8 @@ def convert_checkpoint_with_map(path_or_loaded, allow_missing=False, **overrides
     ckpt = _load(path_or_loaded)
     kind = checkpoint_kind(ckpt)
     model_kw, spec_kw = build_spec(ckpt, kind)
-    model_over, spec_over = _split_overrides(overrides)
+    model_over, spec_over = _split_overrides(
+        overrides, _UNET_MODEL_KEYS if kind == "aps_unet" else _MODEL_KEYS)
     lps_over = spec_over.pop("lps_kwargs", None) or {}
     model_kw.update(model_over)
     spec_kw.update(spec_over)
@@ -333,6 +384,15 @@ def convert_checkpoint_with_map(path_or_loaded, allow_missing=False, **overrides
     name = model_kw.pop("name", None)
     spec = SamplingSpec(**spec_kw)
     sd, prefix = _state_dict(ckpt, kind)
+    if kind == "aps_unet":
+        model_kw.pop("_variant")
+        model = unet(sampling=spec, name=name, **model_kw)
+        consumer = StateDictConsumer(sd)
+        values, paths = _unet_values(consumer, model, spec, prefix)
+        consumer.check_all_used()
+        assign_weights(model, values, allow_missing=allow_missing)
+        tensor_map = {prefix + key: paths.get(key, why) for key, why in consumer.used.items()}
+        return model, tensor_map
     if kind == "lps_deeplab":
         head_kw = model_kw.pop("_deeplab")
         model = deeplabv3plus(f"resnet{model_kw['depth']}", num_classes=model_kw["num_classes"],
@@ -572,4 +632,202 @@ def _deeplab_head_values(consumer, model, rates, prefix):
                 conv_kernel(arr) if leaf == "weight" else arr, key)
         elif re.match(r"(classifier\.)?unpool\.\d+\.component_selection\.gumbel_tau$", key):
             consumer.take(key, NOT_NEEDED["lpu_tau"])
+    return values, paths
+
+
+# --------------------------------------------------------------------------------------
+# The APS repo's U-Nets (models/aps_models/unet_aps, baseline_models/baseline_unet,
+# lpf_models/unet_lpf)
+# --------------------------------------------------------------------------------------
+_UNET_MODEL_KEYS = {"input_shape", "name", "up_padding_mode"}
+
+# DoubleConv Sequential indices (conv1, bn1, conv2, bn2): with circular padding every conv
+# is preceded by a circular_pad module.
+_DOUBLE_CONV = {"circular": (1, 2, 5, 6), "zeros": (0, 1, 3, 4)}
+
+
+def _unet_layout(sd):
+    """(variant, padding_mode, levels) of an APS-repo U-Net state_dict (prefix removed)."""
+    if "inc.double_conv.1.weight" in sd and np.asarray(sd["inc.double_conv.1.weight"]).ndim == 4:
+        padding = "circular"
+    elif "inc.double_conv.0.weight" in sd:
+        padding = "zeros"
+    else:
+        raise ConversionError("U-Net 'inc.double_conv' holds no conv at index 0 (zero "
+                              "padding) or 1 (circular padding).")
+    bn = _DOUBLE_CONV[padding][1]
+    if f"inc.double_conv.{bn}.running_mean" not in sd:
+        raise ConversionError(
+            "The U-Net's DoubleConv has no BatchNorm running statistics: an InstanceNorm "
+            "U-Net (UNet_4down_InstanceNorm) or another normalisation, which our unet does "
+            "not have (BatchNorm only).")
+    levels = max((int(m.group(1)) for k in sd if (m := re.match(r"down(\d+)\.", k))),
+                 default=0)
+    if levels < 1:
+        raise ConversionError("A U-Net state_dict without 'down<k>.*' tensors.")
+    if any(k.startswith("down1.maxpool.") for k in sd):
+        variant = "aps"
+    elif "down1.maxpool_conv.2.filt" in sd:
+        variant = "lpf"
+    elif any(k.startswith("down1.maxpool_conv.3.") for k in sd):
+        # [pad, MaxPool2d(2, 1), BlurPool, DoubleConv] without a 'filt' buffer.
+        raise ConversionError(
+            "An LPF U-Net whose BlurPools have no 'filt' buffer: sinc_mode=True (an FFT "
+            "low-pass), which our unet does not have.")
+    elif any(k.startswith("down1.maxpool_conv.") for k in sd):
+        variant = "baseline"
+    else:
+        raise ConversionError("U-Net 'down1' is neither 'maxpool' (APS: pad, MaxPool2d, "
+                              "ApsDown) nor 'maxpool_conv' (baseline / LPF).")
+    if not any(k.startswith("up1.up.") for k in sd):
+        raise ConversionError(
+            "The U-Net has no 'up<k>.up.*' tensors: bilinear=True (nn.Upsample(mode="
+            "'bilinear', align_corners=True)). Not converted: Keras' bilinear UpSampling2D "
+            "does not align corners, so the outputs would differ.")
+    return variant, padding, levels
+
+
+def _unet_double_conv_prefix(variant, padding, level):
+    """The state_dict prefix of encoder level `level`'s DoubleConv Sequential."""
+    if variant == "aps":
+        return f"down{level}.double_conv.double_conv."
+    index = {"lpf": 3, "baseline": 2 if padding == "circular" else 1}[variant]
+    return f"down{level}.maxpool_conv.{index}.double_conv."
+
+
+def _unet_spec(sd):
+    """(unet keyword arguments, SamplingSpec keyword arguments) of an APS-repo U-Net."""
+    variant, padding, levels = _unet_layout(sd)
+    c1, _, c2, _ = _DOUBLE_CONV[padding]
+    inc1 = np.asarray(sd[f"inc.double_conv.{c1}.weight"])
+    channels = [int(np.asarray(sd[f"inc.double_conv.{c2}.weight"]).shape[0])]
+    for level in range(1, levels + 1):
+        key = _unet_double_conv_prefix(variant, padding, level) + f"{c2}.weight"
+        if key not in sd:
+            raise ConversionError(f"The U-Net has no tensor {key!r} (level {level} of "
+                                  f"{levels}, {variant}, {padding} padding).")
+        channels.append(int(np.asarray(sd[key]).shape[0]))
+    sizes = {int(np.asarray(v).shape[-1]) for k, v in sd.items() if k.endswith(".filt")}
+    if len(sizes) > 1:
+        raise ConversionError(f"The U-Net's blur buffers have different sizes {sorted(sizes)}.")
+    size = sizes.pop() if sizes else None
+    if (size is None) != (variant == "baseline"):
+        raise ConversionError(f"A {variant} U-Net {'with' if size else 'without'} blur "
+                              "buffers ('filt').")
+    model = {"input_shape": (None, None, int(inc1.shape[1])),
+             "out_channels": int(np.asarray(sd["outc.conv.weight"]).shape[0]),
+             "channels": tuple(channels), "_variant": variant}
+    spec = dict(padding_mode=padding, init="torch", batch_norm="torch")
+    if variant == "aps":
+        # ApsDown scores the blurred input (l2 unless told otherwise: not stored); ApsUp +
+        # circular_pad((0, 1, 0, 1)) + Conv2d(in, in // 2, 2), circular in every network.
+        spec.update(downsampling="aps", antialias=f"lowpass{size}" if size > 1 else None,
+                    score_unfiltered=False, aps_norm="l2")
+        model.update(upsampling="polyphase", up_padding_mode="circular")
+    elif variant == "lpf":
+        # BlurPool(circular_flag=False) pads by reflection (its pad_type default).
+        spec.update(downsampling="blurpool", antialias=f"lowpass{size}")
+        if padding == "zeros":
+            spec["antialias_kwargs"] = {"padding_mode": "reflect"}
+        model["upsampling"] = "transposed"
+    else:
+        spec["downsampling"] = "maxpool"
+        model["upsampling"] = "transposed"
+    return model, spec
+
+
+def _check_unet_arch(ckpt, model):
+    """main_mri.py stores `arch` (e.g. 'UNet_4down_aps'): it must agree with the tensors."""
+    arch = ckpt.get("arch") if ckpt is not _unet_container(ckpt) else None
+    if arch is None:
+        return
+    m = re.fullmatch(r"UNet_(\d)down(?:_(aps|lpf))?", str(arch))
+    if m is None:
+        raise ConversionError(f"U-Net arch {arch!r}: convertible are UNet_<n>down, "
+                              "UNet_<n>down_aps and UNet_<n>down_lpf (BatchNorm, "
+                              "bilinear=False).")
+    levels, variant = int(m.group(1)), m.group(2) or "baseline"
+    found = (len(model["channels"]) - 1, model["_variant"])
+    if (levels, variant) != found:
+        raise ConversionError(f"arch {arch!r} says {levels} levels, {variant}; the tensors "
+                              f"say {found[0]} levels, {found[1]}.")
+
+
+def _unet_values(consumer, model, spec, prefix):
+    """Keras weight path -> array for every tensor of an APS-repo U-Net state_dict."""
+    values, paths = {}, {}
+    layer_names = {layer.name for layer in model.layers}
+    variant, padding, levels = _unet_layout(consumer.tensors)
+
+    def put(layer, suffix, array, key):
+        if layer not in layer_names:
+            raise ConversionError(f"Tensor {prefix}{key} maps to layer {layer!r}, which the "
+                                  "model does not have.")
+        path = f"{layer}/{suffix}"
+        if path in values:
+            raise ConversionError(f"Two tensors map to {path} (second: {prefix}{key}).")
+        values[path] = array
+        paths[key] = path
+
+    def conv(layer, key, leaf):
+        array = consumer.take(key, f"{layer} {leaf}")
+        put(layer, "kernel" if leaf == "weight" else "bias",
+            conv_kernel(array) if leaf == "weight" else array, key)
+
+    def blur(key):
+        filt = consumer.take(key, NOT_NEEDED["filt"])
+        size = filt.shape[-1]
+        want_name = f"lowpass{size}" if size > 1 or spec.downsampling == "blurpool" else None
+        if spec.antialias != want_name or not np.allclose(filt[:, 0], binomial_filter(size),
+                                                         atol=1e-6):
+            raise ConversionError(f"Blur buffer {prefix}{key} ({size}x{size}) is not the "
+                                  f"binomial filter of antialias={spec.antialias!r}.")
+
+    c1, b1, c2, b2 = _DOUBLE_CONV[padding]
+    parts = {c1: ("1", "conv"), b1: ("1", "bn"), c2: ("2", "conv"), b2: ("2", "bn")}
+
+    def double_conv(block, key, rest):
+        m = re.fullmatch(rf"(\d+)\.{_LEAF}", rest)
+        part = parts.get(int(m.group(1))) if m else None
+        if part is None:
+            raise ConversionError(f"Unexpected DoubleConv tensor {prefix}{key}.")
+        layer, leaf = f"{block}_{part[0]}_{part[1]}", m.group(2)
+        if part[1] == "conv":
+            conv(layer, key, leaf)
+        elif leaf == "num_batches_tracked":
+            consumer.take(key, NOT_NEEDED["num_batches_tracked"])
+        else:
+            put(layer, BN_NAMES[leaf], consumer.take(key, f"{layer} {leaf}"), key)
+
+    down_prefix = {k: _unet_double_conv_prefix(variant, padding, k)
+                   for k in range(1, levels + 1)}
+    for key in list(consumer.tensors):
+        if key.startswith("inc.double_conv."):
+            double_conv("inc", key, key[len("inc.double_conv."):])
+        elif m := re.match(r"down(\d+)\.(.*)$", key):
+            level, rest = int(m.group(1)), m.group(2)
+            if key.startswith(down_prefix.get(level, "\0")):
+                double_conv(f"down{level}_conv", key, key[len(down_prefix[level]):])
+            elif rest in ("maxpool.2.filt", "maxpool_conv.2.filt"):
+                blur(key)  # ApsDown / BlurPool(stride 2) blur
+            else:
+                raise ConversionError(f"Unexpected U-Net tensor {prefix}{key}.")
+        elif m := re.match(r"up(\d+)\.(.*)$", key):
+            block, rest = f"up{m.group(1)}", m.group(2)
+            if rest.startswith("conv.double_conv."):
+                double_conv(f"{block}_conv", key, rest[len("conv.double_conv."):])
+            elif variant == "aps" and (mm := re.fullmatch(r"up\.2\.(weight|bias)", rest)):
+                conv(f"{block}_up_conv", key, mm.group(1))  # Conv2d(in, in // 2, 2)
+            elif variant == "baseline" and (mm := re.fullmatch(r"up\.(weight|bias)", rest)):
+                conv(f"{block}_up", key, mm.group(1))  # ConvTranspose2d (in, out, 2, 2)
+            elif variant == "lpf" and (mm := re.fullmatch(r"up\.0\.(weight|bias)", rest)):
+                conv(f"{block}_up", key, mm.group(1))
+            elif (variant, rest) in (("aps", "up.0.filt"), ("lpf", "up.1.filt")):
+                blur(key)  # ApsUp / BlurPool(stride 1) blur
+            else:
+                raise ConversionError(f"Unexpected U-Net tensor {prefix}{key}.")
+        elif m := re.fullmatch(r"outc\.conv\.(weight|bias)", key):
+            conv("outc", key, m.group(1))
+        else:
+            raise ConversionError(f"Unexpected U-Net tensor {prefix}{key}.")
     return values, paths

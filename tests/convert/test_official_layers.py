@@ -46,7 +46,7 @@ from tests.convert._official import FIXTURES, differences, load_npz, nhwc
 RTOL = 1e-5  # max abs difference relative to max |official|
 
 NETWORK_PREFIXES = ("lps_resnet18_", "lps_resnet50_", "aps_resnet20_", "torchvision_resnet18",
-                    "lps_deeplab")
+                    "lps_deeplab", "unet")  # unet*: tests/convert/test_official_unets.py
 
 # Fixture cases with an option our layers do not offer (asserted exactly, see
 # `test_unsupported_cases_are_exactly_those_with_unsupported_options`).
