@@ -34,11 +34,14 @@ def mri_unet_config(variant, dataset):
 
 
 def synthetic_size(config):
-    """The synthetic_mri runs' size: small U-Nets and few epochs, so that a run finishes
-    in minutes on 2 CPU cores."""
+    """The synthetic_mri runs' size: small U-Nets (3 levels, widths 16-128) and 8 epochs,
+    so that a run finishes in a few minutes on 2 CPU cores. The U-Net is residual (it
+    learns a correction of the zero-filled input), which reaches a given PSNR in fewer
+    epochs; the fastMRI configs keep the paper's plain U-Net."""
     config.model.channels = [16, 32, 64, 128]
+    config.model.residual = True
     config.data.num_train_examples = 2000
     config.data.num_eval_examples = 200
-    config.train.epochs = 6
+    config.train.epochs = 8
     config.train.lr_schedule = {"name": "step", "step_size": 5, "gamma": 0.5}
     return config

@@ -88,7 +88,7 @@ def unet_model_config(downsampling, **overrides):
     transposed otherwise."""
     model = ml_collections.ConfigDict({
         "kind": "unet", "channels": [64, 128, 256, 512, 1024], "out_channels": 1,
-        "upsampling": "", "up_padding_mode": "", **sampling_fields()})
+        "upsampling": "", "up_padding_mode": "", "residual": False, **sampling_fields()})
     model.downsampling = downsampling
     for key, value in overrides.items():  # by assignment: typed fields keep their type
         model[key] = value

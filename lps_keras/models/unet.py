@@ -207,8 +207,8 @@ def unet_features(inputs, channels=DEFAULT_CHANNELS, downsampling="aps", antiali
 def unet(input_shape=(None, None, 1), out_channels=1, channels=DEFAULT_CHANNELS,
          downsampling="aps", upsampling=None, antialias=None, padding_mode="circular",
          logits_channels=DEFAULT_LOGITS_CHANNELS, logits_model="conv", lps_kwargs=None,
-         sync_bn=False, score_unfiltered=True, up_padding_mode=None, name=None, *,
-         sampling=None):
+         sync_bn=False, score_unfiltered=True, up_padding_mode=None, residual=False,
+         name=None, *, sampling=None):
     """A U-Net mapping `[B, H, W, C_in]` images to `[B, H, W, out_channels]`.
 
     Args:
@@ -235,6 +235,9 @@ def unet(input_shape=(None, None, 1), out_channels=1, channels=DEFAULT_CHANNELS,
         up_padding_mode: the padding of the 2x2 conv after each polyphase upsampler (None:
             `padding_mode`). The APS-U code pads it circularly in every network
             (converted checkpoints set `"circular"`).
+        residual: add the input to the output (the network learns a correction of its
+            input, e.g. of a zero-filled reconstruction); needs `out_channels` equal to
+            the input channels. The APS-U code's U-Nets are not residual (False).
         name: model name.
         sampling: a `SamplingSpec` (or its `to_dict()`) in place of the keyword sampling
             settings (then `init`, `batch_norm`, `aps_norm` and `antialias_kwargs` apply
@@ -264,6 +267,10 @@ def unet(input_shape=(None, None, 1), out_channels=1, channels=DEFAULT_CHANNELS,
     if isinstance(out_channels, bool) or not isinstance(out_channels, int) or out_channels < 1:
         raise ValueError(f"`out_channels` must be a positive int; got {out_channels!r}.")
 
+    if residual and out_channels != input_shape[-1]:
+        raise ValueError(f"`residual=True` adds the input to the output, so `out_channels` "
+                         f"({out_channels}) must equal the input channels "
+                         f"({input_shape[-1]}).")
     bilinear = upsampling == "bilinear"
     inputs = keras.Input(tuple(input_shape), name="images")
     x, features, probs = unet_features(inputs, channels, sampling=spec, bilinear=bilinear)
@@ -278,6 +285,8 @@ def unet(input_shape=(None, None, 1), out_channels=1, channels=DEFAULT_CHANNELS,
         mid = x.shape[-1] // 2 if bilinear else None
         x = parts.double_conv(x, max(1, filters), f"{block}_conv", mid_filters=mid)
     outputs = keras.layers.Conv2D(out_channels, 1, dtype="float32", name="outc")(x)
+    if residual:
+        outputs = keras.layers.Add(dtype="float32", name="residual")([inputs, outputs])
     return keras.Model(inputs, outputs,
                        name=name or f"unet{levels}_{spec.downsampling}_{upsampling}")
 
