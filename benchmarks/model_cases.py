@@ -95,10 +95,10 @@ TASK_LOSSES = {
 }
 
 
-def _batch(model, batch, task, rng):
-    """Random inputs of `model`'s input shape and random targets for `task`: class ids
-    (per image or per pixel) or, for regression, an image of the output's shape."""
-    in_shape, out_shape = model.input_shape[1:], model.output_shape[1:]
+def _batch(in_shape, out_shape, batch, task, rng):
+    """Random inputs of shape `in_shape` (without the batch) and random targets for `task`
+    and the model's `out_shape`: class ids (per image or per pixel) or, for regression, an
+    image of the output's shape."""
     images = tf.constant(rng.standard_normal((batch, *in_shape), dtype=np.float32))
     if task == "regression":
         return images, tf.constant(rng.standard_normal((batch, *out_shape), dtype=np.float32))
@@ -145,7 +145,9 @@ def run_model_cases(names, modes, compilers, warmup, repeats, log, on_record=Non
             except Exception as e:
                 build_errors[mode] = e
         # Every mode of a model has the same input and output shapes: one batch for all.
-        data = _batch(next(iter(built.values()))[0], batch, task, rng) if built else None
+        model = next(iter(built.values()))[0] if built else None
+        data = (_batch(model.input_shape[1:], model.output_shape[1:], batch, task, rng)
+                if built else None)
         for compiler in compilers:
             steps = {mode: _functions(model, compiler == "xla", task)
                      for mode, (model, _) in built.items()}
