@@ -103,12 +103,12 @@ def _cases(versions, compilers, rng):
                     cases[key + ("forward_backward", version)] = (fwd_bwd, (x, None, upstream))
     for name in FLAGS.models:
         build, size, batch = MODELS[name]
-        data = model_cases._batch(size, batch, "classification", 10, rng)
+        data = model_cases._batch((size, size, 3), (10,), batch, "classification", rng)
         for mode in FLAGS.modes:
             for compiler in compilers:
                 for version, package in versions.items():
                     infer, train = model_cases._functions(build(package.models, mode),
-                                                          compiler == "xla")
+                                                          compiler == "xla", "classification")
                     key = (f"{name} {mode}", compiler)
                     cases[key + ("inference", version)] = (infer, data)
                     cases[key + ("train_step", version)] = (train, data)

@@ -2,8 +2,10 @@
 
 Tracing `model(x, training=False)` once inlines every layer, including the scorer networks
 nested inside `LPSDownsampling2D`, so one walk over the graph's conv and matmul ops sees all
-the arithmetic. Elementwise work (BN, ReLU, norms, the APS selection) is not counted: MACs
-measure the convolutions and dense layers, the part the polyphase layers make bigger.
+the arithmetic. Elementwise work (BN, ReLU, norms, the APS selection, max-pooling, the
+zero-filling of `PolyphaseUpsampling2D`, bilinear resizing) is not counted: MACs measure
+the convolutions (transposed ones included) and dense layers, the part the polyphase
+layers make bigger.
 """
 
 import numpy as np
@@ -24,6 +26,13 @@ def _conv_macs(op):
     out = _dims(op.outputs[0])
     kernel = _dims(op.inputs[1])  # [kh, kw, cin/groups, cout]
     return int(np.prod(out)) * kernel[0] * kernel[1] * kernel[2]
+
+
+def _conv_transpose_macs(op):
+    # Conv2DBackpropInput(input_sizes, filter, out_backprop): every pixel of the transposed
+    # conv's input (`out_backprop`) is multiplied by a whole [kh, kw, cout] kernel slice.
+    kernel = _dims(op.inputs[1])  # [kh, kw, cout, cin]
+    return int(np.prod(_dims(op.inputs[2]))) * kernel[0] * kernel[1] * kernel[2]
 
 
 def _depthwise_macs(op):
@@ -54,6 +63,7 @@ def _einsum_macs(op):
 
 _COUNTERS = {
     "Conv2D": _conv_macs,
+    "Conv2DBackpropInput": _conv_transpose_macs,  # Conv2DTranspose
     "DepthwiseConv2dNative": _depthwise_macs,
     "MatMul": _matmul_macs,
     "BatchMatMulV2": _matmul_macs,

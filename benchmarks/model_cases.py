@@ -1,4 +1,8 @@
-"""Model benchmarks: each downsampling mode against the `strided` model of the same run."""
+"""Model benchmarks: each downsampling mode against the `strided` model of the same run.
+
+For the U-Nets the four modes are the four networks of the APS-U comparison, and the
+`strided` row is the baseline U-Net (see `UNET_VARIANTS`).
+"""
 
 import functools
 import gc
@@ -40,27 +44,71 @@ def _deeplab(size):
     return build
 
 
+# Benchmark mode -> (downsampling, upsampling, antialias) of the U-Net: the baseline
+# (2x2 max-pool, stride 2; transposed conv up) fills the `strided` row all ratios use; LPF
+# blurs (BlurPool after a dense max-pool, lowpass3 after each transposed conv); APS and LPS
+# U-Nets upsample with their own selections (APS-U / LPU), without blur (the APS-U code's
+# default filter_size=1).
+UNET_VARIANTS = {
+    "strided": ("maxpool", "transposed", None),
+    "blurpool": ("blurpool", "transposed", "lowpass3"),
+    "aps": ("aps", "polyphase", None),
+    "lps": ("lps", "polyphase", None),
+}
+# Half the official U-Net widths (64, ..., 1024), still 4 levels: with the official widths
+# one training step at 128x128, batch 4 took 3.4 s (graph) to 4.8 s (XLA) for the baseline
+# and up to 5.6 s for LPS on 2 CPU cores, so one mode under one compiler (XLA compilation
+# plus warmup and repeats) took well over a minute; half widths take about a quarter of the
+# arithmetic (0.7-1.1 s per step). A 2-level U-Net serves the test of the command.
+UNET_CHANNELS = (32, 64, 128, 256, 512)
+UNET_TINY_CHANNELS = (4, 8, 16)
+
+
+def _unet(size, channels):
+    def build(mode):
+        downsampling, upsampling, antialias = UNET_VARIANTS[mode]
+        return models.unet((size, size, 1), out_channels=1, channels=channels,
+                           downsampling=downsampling, upsampling=upsampling,
+                           antialias=antialias, name=f"unet_{mode}")
+    return build
+
+
 # name -> (builder(mode), input size, batch, task). LPS uses the library's default widths.
+# The task picks the training loss and the fake labels (`TASK_LOSSES`, `_batch`).
 MODELS = {
     "resnet18_cifar": (_resnet(18, "cifar", 32, 10), 32, 32, "classification"),
     "resnet20_cifar": (_resnet(20, "cifar", 32, 10), 32, 64, "classification"),
     "resnet50_imagenet": (_resnet(50, "imagenet", 224, 1000), 224, 4, "classification"),
     "deeplabv3plus_resnet18": (_deeplab(256), 256, 4, "segmentation"),
+    # Image-to-image regression (MRI reconstruction): one-channel images in and out.
+    "unet4": (_unet(128, UNET_CHANNELS), 128, 4, "regression"),
     # Small enough for the test of the benchmark command itself.
     "tiny": (_tiny, 16, 2, "classification"),
+    "unet_tiny": (_unet(16, UNET_TINY_CHANNELS), 16, 2, "regression"),
+}
+
+# task -> the loss of the timed training step.
+TASK_LOSSES = {
+    "classification": lambda: keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    "segmentation": lambda: keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    "regression": lambda: keras.losses.MeanSquaredError(),
 }
 
 
-def _batch(size, batch, task, classes, rng):
-    images = tf.constant(rng.standard_normal((batch, size, size, 3), dtype=np.float32))
-    shape = (batch,) if task == "classification" else (batch, size, size)
-    labels = tf.constant(rng.integers(0, classes, size=shape), dtype=tf.int32)
-    return images, labels
+def _batch(in_shape, out_shape, batch, task, rng):
+    """Random inputs of shape `in_shape` (without the batch) and random targets for `task`
+    and the model's `out_shape`: class ids (per image or per pixel) or, for regression, an
+    image of the output's shape."""
+    images = tf.constant(rng.standard_normal((batch, *in_shape), dtype=np.float32))
+    if task == "regression":
+        return images, tf.constant(rng.standard_normal((batch, *out_shape), dtype=np.float32))
+    labels = rng.integers(0, out_shape[-1], size=(batch, *out_shape[:-1]))
+    return images, tf.constant(labels, dtype=tf.int32)
 
 
-def _functions(model, jit_compile):
+def _functions(model, jit_compile, task):
     optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    loss_fn = TASK_LOSSES[task]()
 
     @tf.function(jit_compile=jit_compile)
     def infer(images, labels):
@@ -93,13 +141,15 @@ def run_model_cases(names, modes, compilers, warmup, repeats, log, on_record=Non
         for mode in modes:
             try:
                 model = build(mode)
-                built[mode] = (model, count_macs(model, (size, size, 3))[0])
+                built[mode] = (model, count_macs(model, model.input_shape[1:])[0])
             except Exception as e:
                 build_errors[mode] = e
-        classes = next(iter(built.values()))[0].output_shape[-1] if built else 1
-        data = _batch(size, batch, task, classes, rng)
+        # Every mode of a model has the same input and output shapes: one batch for all.
+        model = next(iter(built.values()))[0] if built else None
+        data = (_batch(model.input_shape[1:], model.output_shape[1:], batch, task, rng)
+                if built else None)
         for compiler in compilers:
-            steps = {mode: _functions(model, compiler == "xla")
+            steps = {mode: _functions(model, compiler == "xla", task)
                      for mode, (model, _) in built.items()}
             cases = {(mode, kind): (fn, data) for mode, (infer, train) in steps.items()
                      for kind, fn in (("train", train), ("infer", infer))}

@@ -3,6 +3,7 @@ r"""Runs the lps_keras benchmarks: prints tables and target checks, writes JSON.
     python -m benchmarks.run                          # everything (about N minutes here)
     python -m benchmarks.run --suite=layers           # layer cases only
     python -m benchmarks.run --models=resnet18_cifar --compilers=xla
+    python -m benchmarks.run --suite=models --models=unet4  # the U-Nets (not in the default)
     python -m benchmarks.run --tiny                   # seconds: checks the command works
 
 Every time is the median of `--repeats` calls after `--warmup` calls; every ratio compares

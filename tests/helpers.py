@@ -103,6 +103,35 @@ def expected_after_shift(outputs, indices, shift, stride):
     )
 
 
+# Loads SavedModels in a new interpreter and calls named signatures. `jobs.json` lists
+# {key, dir, signature, input}; outputs go to an .npz as "<key>::<output name>".
+SIGNATURE_LOADER = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+
+jobs = json.load(open(sys.argv[1]))
+report = {"errors": {}, "input_specs": {}}
+arrays, loaded = {}, {}
+for job in jobs:
+    if job["dir"] not in loaded:
+        loaded[job["dir"]] = tf.saved_model.load(job["dir"])
+    fn = loaded[job["dir"]].signatures[job["signature"]]
+    spec = fn.structured_input_signature[1]["images"]
+    report["input_specs"][job["key"]] = [spec.dtype.name, spec.shape.as_list()]
+    try:
+        outputs = fn(images=tf.constant(np.load(job["input"])))
+    except tf.errors.InvalidArgumentError as e:
+        report["errors"][job["key"]] = e.message
+        continue
+    for name, value in outputs.items():
+        arrays[job["key"] + "::" + name] = value.numpy()
+np.savez(sys.argv[2], **arrays)
+report["lps_keras_modules"] = sorted(m for m in sys.modules if m.startswith("lps_keras"))
+print(json.dumps(report))
+"""
+
+
 _FRESH_LOADER = """
 import json, sys
 import numpy as np
@@ -131,6 +160,34 @@ def serve_in_fresh_process(export_dir, x, tmp_path):
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"lps_keras_imported": False}
     served = np.load(tmp_path / "serve_output.npz")
     return [served[f"arr_{i}"] for i in range(len(served.files))]
+
+
+def serve_signatures_in_fresh_process(jobs, tmp_path):
+    """Runs `SIGNATURE_LOADER` on `jobs` (dicts `key`, `dir`, `signature`, `images` (a
+    numpy array)) in a new Python that never imports lps_keras.
+
+    Returns `(outputs, report)`: a dict from `"<key>::<output name>"` to numpy arrays, and
+    the loader's report (`errors`: key to the `InvalidArgumentError` message;
+    `input_specs`: key to `[dtype, shape]`).
+    """
+    listed = []
+    for job in jobs:
+        path = tmp_path / f"{job['key']}.npy"
+        np.save(path, job["images"])
+        listed.append({"key": job["key"], "dir": str(job["dir"]),
+                       "signature": job["signature"], "input": str(path)})
+    with open(tmp_path / "jobs.json", "w") as f:
+        json.dump(listed, f)
+    result = subprocess.run(
+        [sys.executable, "-c", SIGNATURE_LOADER, str(tmp_path / "jobs.json"),
+         str(tmp_path / "served.npz")],
+        capture_output=True, text=True, timeout=300, cwd=str(tmp_path), check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["lps_keras_modules"] == []
+    with np.load(tmp_path / "served.npz") as arrays:
+        return {k: arrays[k] for k in arrays.files}, report
 
 
 def calibrate_batchnorm(model, x):

@@ -22,6 +22,7 @@ import tensorflow as tf
 from lps_keras.export import METADATA_FILENAME, export_saved_model
 from lps_keras.layers import LPSDownsampling2D
 from lps_keras.models import deeplabv3plus, resnet20
+from tests.helpers import SIGNATURE_LOADER as _LOADER
 from tests.helpers import calibrate_batchnorm, to_numpy
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -29,33 +30,6 @@ CIFAR_STD = (0.2470, 0.2435, 0.2616)
 CLASSES = [f"class_{i}" for i in range(10)]
 SEG_SIZES = (32, 64)  # two sizes for the dynamic-size segmenter (multiples of 32)
 
-# Loads SavedModels in a new interpreter and calls named signatures. `jobs.json` lists
-# {key, dir, signature, input}; outputs go to an .npz as "<key>::<output name>".
-_LOADER = r"""
-import json, sys
-import numpy as np
-import tensorflow as tf
-
-jobs = json.load(open(sys.argv[1]))
-report = {"errors": {}, "input_specs": {}}
-arrays, loaded = {}, {}
-for job in jobs:
-    if job["dir"] not in loaded:
-        loaded[job["dir"]] = tf.saved_model.load(job["dir"])
-    fn = loaded[job["dir"]].signatures[job["signature"]]
-    spec = fn.structured_input_signature[1]["images"]
-    report["input_specs"][job["key"]] = [spec.dtype.name, spec.shape.as_list()]
-    try:
-        outputs = fn(images=tf.constant(np.load(job["input"])))
-    except tf.errors.InvalidArgumentError as e:
-        report["errors"][job["key"]] = e.message
-        continue
-    for name, value in outputs.items():
-        arrays[job["key"] + "::" + name] = value.numpy()
-np.savez(sys.argv[2], **arrays)
-report["lps_keras_modules"] = sorted(m for m in sys.modules if m.startswith("lps_keras"))
-print(json.dumps(report))
-"""
 
 
 def _cli():

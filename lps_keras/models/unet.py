@@ -29,6 +29,8 @@ Exact circular-shift equivariance holds at inference for `downsampling` `"aps"`/
 input sides divisible by `2**levels`, for any batch size and channel counts.
 """
 
+import re
+
 import keras
 
 from lps_keras.layers import (
@@ -166,6 +168,22 @@ def check_image_side(side, levels, what="input"):
         raise ValueError(
             f"A U-Net with {levels} levels needs {what} height and width divisible by "
             f"{factor} (2**levels); got {side}. Crop or pad the images, or use fewer levels.")
+
+
+_DOWN_POOL = re.compile(r"^down(\d+)_pool$")
+
+
+def size_multiple(model):
+    """`2**levels` for a model built by `unet` (its input sides must be multiples of it),
+    else None.
+
+    The levels are read from the layer names every encoder step has (`down{k}_pool`, for
+    every `downsampling`), so this works for a `unet` model however it was renamed,
+    saved and loaded; `lps_keras.export` uses it as the default `size_multiple`.
+    """
+    levels = [int(m.group(1)) for layer in getattr(model, "layers", ())
+              if (m := _DOWN_POOL.match(layer.name))]
+    return 2 ** max(levels) if levels else None
 
 
 def unet_features(inputs, channels=DEFAULT_CHANNELS, downsampling="aps", antialias=None,

@@ -171,11 +171,18 @@ def check_export(model, config, info):
 
 
 def export_arguments(config, info):
-    """The `export_saved_model` keyword arguments of a run (besides the model)."""
-    return dict(export_dir=config.export.dir, name=config.export.name or config.name,
-                mean=info.mean, std=info.std,
-                class_names=list(info.class_names) if info.class_names else None,
-                dataset=config.data.name)
+    """The `export_saved_model` keyword arguments of a run (besides the model).
+
+    A regression dataset (`info.task == "regression"`) exports with `task="regression"`
+    (float32 images in model units, output `outputs`); other datasets leave the task to
+    `"auto"` (classification or segmentation from the output rank)."""
+    arguments = dict(export_dir=config.export.dir, name=config.export.name or config.name,
+                     mean=info.mean, std=info.std,
+                     class_names=list(info.class_names) if info.class_names else None,
+                     dataset=config.data.name)
+    if info.task == "regression":
+        arguments["task"] = "regression"
+    return arguments
 
 
 def _check_writable(directory, setting_name):

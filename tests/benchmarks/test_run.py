@@ -47,6 +47,23 @@ def test_tiny_run_records_every_case_and_the_targets(tmp_path):
     assert len(results["targets"]) == 4
 
 
+def test_tiny_unet_run_trains_a_regression_step_per_mode(tmp_path):
+    output = tmp_path / "unet.json"
+    result = _run(["--tiny", "--suite=models", "--models=unet_tiny", "--compilers=graph",
+                   "--repeats=1", "--warmup=1", f"--output={output}"], tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    models = json.loads(output.read_text())["models"]
+    assert [(r["model"], r["mode"]) for r in models] == [
+        ("unet_tiny", mode) for mode in model_cases.MODES]
+    assert all("error" not in r and r["train_images_per_s"] > 0 for r in models)
+    macs = {r["mode"]: r["macs"] for r in models}
+    # APS/LPS U-Nets upsample with a 2x2 conv at full resolution instead of a transposed
+    # conv at half resolution; LPS adds its scorers.
+    assert macs["lps"] > macs["aps"] > macs["strided"] == macs["blurpool"]
+    assert all(r["input_size"] == 16 and r["batch"] == 2 for r in models)
+    assert "unet_tiny" in result.stdout
+
+
 def test_unknown_case_names_are_refused(tmp_path):
     result = _run(["--tiny", "--layers=aps,maxpool", f"--output={tmp_path / 'x.json'}"],
                   tmp_path)
