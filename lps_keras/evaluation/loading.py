@@ -246,7 +246,9 @@ class LoadedModel:
     def _logits(self, images):
         if self._serve is not None:
             outputs = self._serve(**{self._input_name: tf.cast(images, self._input_dtype)})
-            return tf.cast(outputs["logits"], tf.float32)
+            # Classifiers and segmenters serve `logits`; regression models `outputs`.
+            key = "logits" if "logits" in outputs else "outputs"
+            return tf.cast(outputs[key], tf.float32)
         if self.mean is None:
             raise ValueError(
                 f"Model {self.name}: a Keras model needs the dataset mean/std to normalise "

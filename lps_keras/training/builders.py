@@ -123,8 +123,8 @@ def check_loss(task, loss):
     if loss in (None, "", "auto"):
         return choices[0]
     if loss not in choices:
-        raise ValueError(f"config.train.loss must be 'auto' or one of {choices} for "
-                         f"{task}; got {loss!r}.")
+        raise ValueError(f"the loss must be 'auto' or one of {choices} for {task} data; "
+                         f"got {loss!r}.")
     return loss
 
 

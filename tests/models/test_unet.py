@@ -7,8 +7,8 @@ import pytest
 from lps_keras.layers import (
     APSDownsampling2D,
     BlurPool2D,
-    LPSDownsampling2D,
     LowPassFilter2D,
+    LPSDownsampling2D,
     PolyphaseUpsampling2D,
 )
 from lps_keras.models import SamplingSpec, UNetEncoder, resnet, unet
@@ -26,7 +26,8 @@ def _shifted_outputs(model, x):
 
 def _max_equivariance_error(model, x):
     base, shifted = _shifted_outputs(model, x)
-    return max(np.abs(y - np.roll(base, s, (1, 2))).max() for s, y in zip(SHIFTS, shifted))
+    return max(np.abs(y - np.roll(base, s, (1, 2))).max()
+               for s, y in zip(SHIFTS, shifted, strict=True))
 
 
 @pytest.mark.parametrize("downsampling, channels, antialias, size, batch", [
@@ -43,7 +44,7 @@ def test_polyphase_unet_is_exactly_circular_shift_equivariant(downsampling, chan
     calibrate_batchnorm(model, x)
     base, shifted = _shifted_outputs(model, x)
     assert base.shape == (batch, size, size, 3) and np.ptp(base) > 0.1
-    for s, y in zip(SHIFTS, shifted):
+    for s, y in zip(SHIFTS, shifted, strict=True):
         np.testing.assert_array_equal(y, np.roll(base, s, (1, 2)), err_msg=f"shift {s}")
 
 
@@ -93,14 +94,14 @@ def test_structure_of_each_variant(downsampling, upsampling, down_cls, up_cls):
     ups = [model.get_layer(f"up{k}_up") for k in range(1, 5)]
     assert len(downs) == 4 and all(isinstance(u, up_cls) for u in ups)
     # Skips: concatenations at strides 8, 4, 2, 1; the output at the input size.
-    for k, side in zip(range(1, 5), (4, 8, 16, 32)):
+    for k, side in zip(range(1, 5), (4, 8, 16, 32), strict=True):
         assert model.get_layer(f"up{k}_concat").output.shape[1:3] == (side, side)
     assert model.output.shape == (None, 32, 32, 1)
 
 
 def test_polyphase_upsamplers_use_the_selection_of_their_encoder_level():
     model = unet((32, 32, 1), channels=(4, 8, 16, 32), downsampling="aps")
-    for step, level in zip((1, 2, 3), (3, 2, 1)):
+    for step, level in zip((1, 2, 3), (3, 2, 1), strict=True):
         up = model.get_layer(f"up{step}_up")
         probs_source = up._inbound_nodes[0].input_tensors[1]._keras_history.operation
         assert probs_source.name == f"down{level}_down"
@@ -191,3 +192,18 @@ def test_resnets_refuse_the_unet_baseline():
     with pytest.raises(ValueError, match=r"ResNet models take downsampling in \('strided'"):
         resnet(20, num_classes=10, input_shape=(32, 32, 3), stem="cifar",
                downsampling="maxpool")
+
+
+def test_residual_unet_adds_its_input_and_stays_exactly_equivariant():
+    model = unet((None, None, 2), out_channels=2, channels=(4, 8, 16), downsampling="lps",
+                 residual=True)
+    plain = keras.Model(model.input, model.get_layer("outc").output)
+    x = natural_images(2, 16, 2, seed=7)
+    np.testing.assert_allclose(to_numpy(model(x, training=False)),
+                               x + to_numpy(plain(x, training=False)), atol=1e-6)
+    base = to_numpy(model(x, training=False))
+    for s in [(3, -2), (-5, 7), (1, 1)]:
+        np.testing.assert_array_equal(to_numpy(model(np.roll(x, s, (1, 2)), training=False)),
+                                      np.roll(base, s, (1, 2)))
+    with pytest.raises(ValueError, match=r"`out_channels` \(1\) must equal the input channels"):
+        unet((None, None, 2), out_channels=1, residual=True)

@@ -60,6 +60,8 @@ def test_a_unet_trains_validates_and_reports_reconstruction_metrics(tmp_path):
     # APS + APS-U with circular padding: shifting the input shifts the output exactly.
     assert stored["equivariance_nmse"] == 0.0
     assert stored["max_shift"] == 8 and stored["split"] == "test"
+    metadata = json.loads(open(os.path.join(stored["saved_model"], "export_metadata.json")).read())
+    assert metadata["task"] == "regression" and metadata["size_multiple"] == 4
     # The validation PSNR is the metric of the final evaluation, on the validation images.
     import keras
 
@@ -94,11 +96,12 @@ def test_l1_loss_and_its_training_metric():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"train__loss": "huber"}, "config.train.loss must be 'auto' or one of ('mse', 'l1')"),
+    ({"train__loss": "huber"}, r"config.train.loss: the loss must be 'auto' or one of "
+                               r"\('mse', 'l1'\) for regression data; got 'huber'"),
     ({"eval__validation_split": "test"}, "other than the test split"),
     ({"eval__validation_split": "val"}, "must be a split of synthetic_mri"),
     ({"train__optimizer": "adagrad"}, "config.train.optimizer must be one of"),
-    ({"model__channels": [4, 8, 16, 32, 64, 128]}, "divisible by 32"),
+    ({"model__channels": [4, 8, 16, 32, 64, 128, 256]}, "divisible by 64"),
 ])
 def test_bad_regression_settings_fail_before_training(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):
