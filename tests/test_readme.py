@@ -29,3 +29,17 @@ def test_every_python_block_runs():
     for shift in [(1, 0), (0, 3), (5, -7), (16, 16)]:
         shifted = np.asarray(model(np.roll(x, shift, (1, 2)), training=False))
         assert np.array_equal(shifted, logits), shift
+
+
+def test_the_readme_unet_is_exactly_equivariant():
+    namespace = {}
+    blocks = [b for b in _python_blocks() if "unet(" in b]
+    assert blocks, "the README shows the U-Net"
+    exec(compile(blocks[0], str(README), "exec"), namespace)  # noqa: S102
+    net = namespace["net"]
+    x = np.random.default_rng(1).random((2, 32, 32, 1)).astype("float32")
+    y = np.asarray(net(x, training=False))
+    assert y.shape == (2, 32, 32, 1)
+    for shift in [(1, 0), (5, -7), (16, 16)]:
+        assert np.array_equal(np.asarray(net(np.roll(x, shift, (1, 2)), training=False)),
+                              np.roll(y, shift, (1, 2))), shift

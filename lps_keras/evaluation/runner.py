@@ -155,9 +155,10 @@ def _chunk_size(images, batch_size):
 def evaluated_image_side(dataset, image_size=None, crop_size=None):
     """The side of the (square) images `evaluate` scores for these data settings: the
     crop of the ImageNet family (default 224), the padded evaluation crop of VOC (default
-    512), otherwise the generated or stored image size."""
+    512) and the centre crop of fastMRI (default 320), otherwise the generated or stored
+    image size."""
     info = dataset_info(dataset)
-    if dataset == "voc":
+    if dataset in ("voc", "fastmri"):
         return int(crop_size or info.image_shape[0])
     return int(image_size or info.image_shape[0])
 

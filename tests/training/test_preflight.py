@@ -74,15 +74,35 @@ def write_voc(root, num_train, rng):
     return root
 
 
-WRITERS = {"cifar10": write_cifar10, "imagenet": write_image_folder, "voc": write_voc}
+def write_fastmri(root, batch_size, rng, side=40):
+    """fastMRI single-coil volumes (HDF5, the real layout) with one batch of slices per
+    split; the configs' checks crop them to 32x32 (`checked_config`)."""
+    import h5py
+
+    from lps_keras.data import fastmri, mri
+
+    for split, folder in fastmri.FASTMRI_SPLIT_FOLDERS.items():
+        os.makedirs(os.path.join(root, folder))
+        images = rng.uniform(0.5, 1.0, (batch_size, side, side)).astype(np.complex64)
+        kspace = np.asarray(mri.fft2c(images)).astype(np.complex64)
+        with h5py.File(os.path.join(root, folder, f"file_{split}.h5"), "w") as f:
+            f["kspace"] = kspace
+            f["reconstruction_esc"] = np.abs(images[:, 4:36, 4:36]).astype(np.float32)
+    return root
+
+
+WRITERS = {"cifar10": write_cifar10, "imagenet": write_image_folder, "voc": write_voc,
+           "fastmri": write_fastmri}
 
 
 def checked_config(name, tmp_path):
     config = load(name)
     small = fast_variant(config.model)
-    for key in ("depth", "backbone"):
+    for key in ("depth", "backbone", "channels"):
         if key in small:
             config.model[key] = small[key]
+    if config.data.name == "fastmri":
+        config.data.crop_size = 32
     config.eval.batch_size = min(config.eval.batch_size, 2)
     config.export.dir = str(tmp_path / "exports")
     writer = WRITERS.get(config.data.name)
