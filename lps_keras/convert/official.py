@@ -430,20 +430,39 @@ _BLOCK = r"layer(\d+)\.(\d+)\."
 _LEAF = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
 
 
+class _Placements:
+    """Where the tensors of one state dict go: `values` (Keras weight path -> array) and
+    `paths` (tensor key -> weight path). Refuses a layer the model does not have and two
+    tensors on one weight."""
+
+    def __init__(self, consumer, model, prefix, what="model"):
+        self.consumer = consumer
+        self.values, self.paths = {}, {}
+        self.layer_names = {layer.name for layer in model.layers}
+        self.prefix = prefix
+        self.what = what
+
+    def put(self, layer, suffix, array, key):
+        if layer not in self.layer_names:
+            raise ConversionError(f"Tensor {self.prefix}{key} maps to layer {layer!r}, which "
+                                  f"the {self.what} does not have.")
+        path = f"{layer}/{suffix}"
+        if path in self.values:
+            raise ConversionError(f"Two tensors map to {path} (second: {self.prefix}{key}).")
+        self.values[path] = array
+        self.paths[key] = path
+
+    def conv(self, layer, key, leaf):
+        """A conv's `weight` (as a Keras kernel) or `bias`."""
+        array = self.consumer.take(key, f"{layer} {leaf}")
+        self.put(layer, "kernel" if leaf == "weight" else "bias",
+                 conv_kernel(array) if leaf == "weight" else array, key)
+
+
 def _resnet_values(consumer, model, spec, prefix):
     """Keras weight path -> array for every tensor of a ResNet state_dict."""
-    values, paths = {}, {}
-    layer_names = {layer.name for layer in model.layers}
-
-    def put(layer, suffix, array, key):
-        if layer not in layer_names:
-            raise ConversionError(f"Tensor {prefix}{key} maps to layer {layer!r}, which the "
-                                  f"model ({spec.downsampling}) does not have.")
-        path = f"{layer}/{suffix}"
-        if path in values:
-            raise ConversionError(f"Two tensors map to {path} (second: {prefix}{key}).")
-        values[path] = array
-        paths[key] = path
+    placements = _Placements(consumer, model, prefix, f"model ({spec.downsampling})")
+    values, paths, put = placements.values, placements.paths, placements.put
 
     def bn(layer, key, leaf):
         array = consumer.take(key, f"{layer} {leaf}")
@@ -452,10 +471,7 @@ def _resnet_values(consumer, model, spec, prefix):
             return
         put(layer, BN_NAMES[leaf], array, key)
 
-    def conv(layer, key, leaf):
-        array = consumer.take(key, f"{layer} {leaf}")
-        put(layer, "kernel" if leaf == "weight" else "bias",
-            conv_kernel(array) if leaf == "weight" else array, key)
+    conv = placements.conv
 
     def blur(key):
         filt = consumer.take(key, NOT_NEEDED["filt"])
@@ -592,8 +608,8 @@ def _deeplab_spec(ckpt):
 
 def _deeplab_head_values(consumer, model, rates, prefix):
     """Keras weight path -> array for the official DeepLabHeadV3PlusUnpool and unpooling."""
-    values, paths = {}, {}
-    layer_names = {layer.name for layer in model.layers}
+    placements = _Placements(consumer, model, prefix)
+    values, paths, put = placements.values, placements.paths, placements.put
     convs = {"classifier.project.0": "low_level", "classifier.aspp.convs.0.0": "aspp_1x1",
              "classifier.aspp.convs.4.1": "aspp_pool_proj",
              "classifier.aspp.project.0": "aspp_proj",
@@ -604,13 +620,6 @@ def _deeplab_head_values(consumer, model, rates, prefix):
     for key, name in convs.items():
         base, index = key.rsplit(".", 1)
         bns[f"{base}.{int(index) + 1}"] = name
-
-    def put(layer, suffix, array, key):
-        if layer not in layer_names:
-            raise ConversionError(f"Tensor {prefix}{key} maps to layer {layer!r}, which the "
-                                  "model does not have.")
-        values[f"{layer}/{suffix}"] = array
-        paths[key] = f"{layer}/{suffix}"
 
     for key in list(consumer.tensors):
         base, leaf = key.rsplit(".", 1)
@@ -755,24 +764,11 @@ def _check_unet_arch(ckpt, model):
 
 def _unet_values(consumer, model, spec, prefix):
     """Keras weight path -> array for every tensor of an APS-repo U-Net state_dict."""
-    values, paths = {}, {}
-    layer_names = {layer.name for layer in model.layers}
+    placements = _Placements(consumer, model, prefix)
+    values, paths, put = placements.values, placements.paths, placements.put
     variant, padding, levels = _unet_layout(consumer.tensors)
 
-    def put(layer, suffix, array, key):
-        if layer not in layer_names:
-            raise ConversionError(f"Tensor {prefix}{key} maps to layer {layer!r}, which the "
-                                  "model does not have.")
-        path = f"{layer}/{suffix}"
-        if path in values:
-            raise ConversionError(f"Two tensors map to {path} (second: {prefix}{key}).")
-        values[path] = array
-        paths[key] = path
-
-    def conv(layer, key, leaf):
-        array = consumer.take(key, f"{layer} {leaf}")
-        put(layer, "kernel" if leaf == "weight" else "bias",
-            conv_kernel(array) if leaf == "weight" else array, key)
+    conv = placements.conv
 
     def blur(key):
         filt = consumer.take(key, NOT_NEEDED["filt"])

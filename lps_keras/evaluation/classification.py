@@ -12,15 +12,13 @@ import numpy as np
 from lps_keras.checks import check_choice, check_int
 from lps_keras.evaluation.predict import _class_ids, _is_array_like, _iter_batches, _predict_fn
 from lps_keras.evaluation.shifts import (
-    _STREAM_RING,
     DIRECTIONS,
     MODES,
     PROTOCOLS,
     _check_seed,
     _crop_images,
-    _per_image_integers,
     _resolve_max_shift,
-    _ring_offsets,
+    _size_offsets,
     consistency_shifts,
     shift_images,
 )
@@ -179,13 +177,7 @@ def consistency_vs_shift(model_or_fn, images, shifts=None, *, max_shift=3, mode=
     for x, _ in _iter_batches(images, None, batch_size, "labels"):
         base = _class_ids(predict(x), 1, "Classifier")
         for s in dict.fromkeys(sizes):
-            if direction == "diagonal":
-                offsets = np.full((len(x), 2), s, dtype=np.int64)
-            else:
-                ring = _ring_offsets(s)
-                pick = _per_image_integers(seed, _STREAM_RING + s, total, len(x), 0,
-                                           len(ring), ())
-                offsets = ring[pick]
+            offsets = _size_offsets(s, seed, total, len(x), direction)
             shifted = _class_ids(predict(shift_images(x, offsets, mode)), 1, "Classifier")
             agree[s] += int(np.sum(shifted == base))
         total += len(x)

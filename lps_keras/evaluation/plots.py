@@ -12,6 +12,23 @@ def _pyplot():
     return plt
 
 
+def _save_curves(plt, fig, ax, sizes_seen, path, result, what, xlabel, ylabel, legend_loc):
+    """Integer shift-size ticks, labels, a title naming the data, grid and legend; writes
+    the PNG and returns `path`."""
+    if sizes_seen:
+        ax.set_xticks(sorted(sizes_seen))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{what} on {result['dataset']} {result['split']} "
+                 f"(N = {result['num_examples']})")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc=legend_loc)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def plot_consistency(result, path):
     """PNG of consistency against shift size; returns `path`.
 
@@ -40,20 +57,11 @@ def plot_consistency(result, path):
             sizes_seen.update(sizes)
             ax.plot(sizes, list(curve.values()), linestyle=line, marker=marker, color=colour,
                     label=f"{label} ({mode})")
-    if sizes_seen:
-        ax.set_xticks(sorted(sizes_seen))
     ax.set_ylim(0, 101)
     ax.set_yticks(range(0, 101, 10))
-    ax.set_xlabel("shift size in pixels, max(|dy|, |dx|)")
-    ax.set_ylabel("same class as unshifted (%)")
-    ax.set_title(f"Shift consistency on {result['dataset']} {result['split']} "
-                 f"(N = {result['num_examples']})")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save_curves(plt, fig, ax, sizes_seen, path, result, "Shift consistency",
+                        "shift size in pixels, max(|dy|, |dx|)", "same class as unshifted (%)",
+                        "lower left")
 
 
 def plot_segmentation_examples(model, images, masks, path, *, num_classes, ignore_index=None,
@@ -126,19 +134,10 @@ def plot_equivariance(result, path):
         psnr = entry.get("psnr")
         label = name + (f", PSNR {psnr:.2f} dB" if psnr is not None else "")
         ax.plot(sizes, list(curve.values()), marker="o", label=label)
-    if sizes_seen:
-        ax.set_xticks(sorted(sizes_seen))
     ax.set_ylim(bottom=0)
-    ax.set_xlabel("circular shift size in pixels, max(|dy|, |dx|)")
-    ax.set_ylabel("NMSE(shift(f(x)), f(shift(x)))")
-    ax.set_title(f"Shift equivariance on {result['dataset']} {result['split']} "
-                 f"(N = {result['num_examples']})")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save_curves(plt, fig, ax, sizes_seen, path, result, "Shift equivariance",
+                        "circular shift size in pixels, max(|dy|, |dx|)",
+                        "NMSE(shift(f(x)), f(shift(x)))", "upper left")
 
 
 def plot_reconstruction_examples(model, inputs, targets, path):

@@ -54,10 +54,8 @@ import numpy as np
 from lps_keras.checks import check_int
 from lps_keras.evaluation.predict import _iter_batches, _predict_fn
 from lps_keras.evaluation.shifts import (
-    _STREAM_RING,
     _check_seed,
-    _per_image_integers,
-    _ring_offsets,
+    _size_offsets,
     equivariance_shifts,
     shift_images,
 )
@@ -335,13 +333,7 @@ def equivariance_nmse_vs_shift(model_or_fn, inputs, shifts=None, *,
     for x, _ in _iter_batches(inputs, None, batch_size, "targets"):
         out = _outputs(predict, x)
         for s in sizes:
-            if direction == "diagonal":
-                offsets = np.full((len(x), 2), s, dtype=np.int64)
-            else:
-                ring = _ring_offsets(s)
-                pick = _per_image_integers(seed, _STREAM_RING + s, start, len(x), 0,
-                                           len(ring), ())
-                offsets = ring[pick]
+            offsets = _size_offsets(s, seed, start, len(x), direction)
             values[s].append(nmse(shift_images(out, offsets),
                                   _outputs(predict, shift_images(x, offsets)),
                                   per_image=True))

@@ -142,6 +142,17 @@ def equivariance_shifts(num_images, *, max_shift=16, seed=0, start=0):
                                -max_shift, max_shift + 1, (2,))
 
 
+def _size_offsets(size, seed, start, count, direction):
+    """The shifts of images `start .. start + count - 1` for the curves against shift size:
+    `(size, size)` (`direction="diagonal"`) or a seeded random point of the ring
+    `max(|dy|, |dx|) == size`, `[count, 2]`."""
+    if direction == "diagonal":
+        return np.full((count, 2), size, dtype=np.int64)
+    ring = _ring_offsets(size)
+    pick = _per_image_integers(seed, _STREAM_RING + size, start, count, 0, len(ring), ())
+    return ring[pick]
+
+
 def _ring_offsets(size):
     """All `(dy, dx)` with `max(|dy|, |dx|) == size`, in a fixed order."""
     if size == 0:

@@ -13,20 +13,13 @@ from lps_keras.data import (
     mri,
 )
 from lps_keras.evaluation.loading import load_arrays
+from tests.data.mri_reference import np_fft2c, np_ifft2c
 
 H, W, SLICES, TARGET, CROP = 40, 24, 3, 20, 16
 FILES = {"train": ["file1000001.h5", "file1000002.h5"],
          "validation": ["file1000010.h5", "file1000011.h5"]}
 
 
-def _np_fft2c(x):
-    return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=(-2, -1)), norm="ortho"),
-                           axes=(-2, -1))
-
-
-def _np_ifft2c(k):
-    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1)), norm="ortho"),
-                           axes=(-2, -1))
 
 
 def _crop(x, h, w):
@@ -43,7 +36,7 @@ def _volume(seed, height=H, width=W):
         * np.exp(1j * rng.uniform(0, 3) * yy)
         + 0.1 * rng.normal(size=(height, width))
         for _ in range(SLICES)])
-    kspace = _np_fft2c(images).astype(np.complex64)
+    kspace = np_fft2c(images).astype(np.complex64)
     target = _crop(np.abs(images), min(TARGET, height), min(TARGET, width))
     return kspace, target.astype(np.float32) * 1.1
 
@@ -82,7 +75,7 @@ def fastmri_dir(tmp_path_factory):
 def _expected(name, kspace, target, crop=CROP):
     """The normalised (input, target) pairs of one volume, computed with numpy.fft."""
     mask = mri.random_mask(kspace.shape[-1], 4, 0.08, seed=tuple(map(ord, name)))
-    image = np.abs(_crop(_np_ifft2c(kspace * mask), crop, crop))
+    image = np.abs(_crop(np_ifft2c(kspace * mask), crop, crop))
     mean = image.mean(axis=(1, 2), keepdims=True)
     std = image.std(axis=(1, 2), ddof=1, keepdims=True)
     x = np.clip((image - mean) / (std + 1e-11), -6, 6)
