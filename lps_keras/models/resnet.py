@@ -201,7 +201,7 @@ def resnet(depth, num_classes=1000, input_shape=None, stem="imagenet", downsampl
     TensorShape([2, 10])
     """
     spec = resolve_sampling(sampling, resnet, locals())
-    _check_head_arguments(include_top, pooling, classifier_activation, weights)
+    _check_head_arguments(include_top, pooling, classifier_activation)
     inputs, model_inputs = _resolve_input(input_tensor, input_shape)
     x, _, _ = resnet_features(inputs, depth, stem, sampling=spec)
     if include_top:
@@ -224,7 +224,7 @@ def resnet(depth, num_classes=1000, input_shape=None, stem="imagenet", downsampl
     return model
 
 
-def _check_head_arguments(include_top, pooling, classifier_activation, weights):
+def _check_head_arguments(include_top, pooling, classifier_activation):
     """Refuses combinations `keras.applications` would silently ignore."""
     if pooling not in POOLINGS:
         raise ValueError(f"`pooling` must be one of {POOLINGS}; got {pooling!r}.")
@@ -240,11 +240,6 @@ def _check_head_arguments(include_top, pooling, classifier_activation, weights):
                 f"without the top); got {classifier_activation!r}."
             )
         keras.activations.get(classifier_activation)  # unknown names raise here
-    if weights is not None and not isinstance(weights, str | os.PathLike):
-        raise TypeError(
-            "`weights` must be None or the path of a local `.weights.h5` or `.keras` file "
-            f"(nothing is downloaded); got {type(weights).__name__}."
-        )
 
 
 def _resolve_input(input_tensor, input_shape):
@@ -296,6 +291,11 @@ def load_weights_file(model, path):
     suffix, an unreadable file, or one that does not fit the model (Keras alone loads a
     file with extra arrays, e.g. an LPS ResNet's into an APS one, without a word).
     """
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(
+            "`weights` must be None or the path of a local `.weights.h5` or `.keras` file "
+            f"(nothing is downloaded); got {type(path).__name__}."
+        )
     path = os.fspath(path)
     if not path.endswith(WEIGHTS_SUFFIXES):
         raise ValueError(

@@ -169,3 +169,19 @@ def test_shortcuts_take_the_arguments():
     model = resnet18(input_shape=(32, 32, 3), stem="cifar", include_top=False, pooling="max",
                      downsampling="aps")
     assert model.output_shape == (None, 512)
+
+
+def test_deeplab_weights_round_trip(tmp_path):
+    from lps_keras.models import deeplabv3plus
+
+    kwargs = dict(num_classes=3, input_shape=(32, 32, 3), aspp_filters=8, decoder_filters=8,
+                  low_level_filters=8, logits_channels=8)
+    source = deeplabv3plus("resnet18", **kwargs)
+    path = tmp_path / "seg.weights.h5"
+    source.save_weights(path)
+    loaded = deeplabv3plus("resnet18", weights=path, **kwargs)
+    x = np.random.default_rng(2).random((1, 32, 32, 3)).astype("float32")
+    assert np.array_equal(to_numpy(loaded(x, training=False)),
+                          to_numpy(source(x, training=False)))
+    with pytest.raises(ValueError, match="does not fit"):
+        deeplabv3plus("resnet18", weights=path, **{**kwargs, "num_classes": 4})
