@@ -4,6 +4,7 @@
     python train.py --config=configs/cifar10_resnet18_lps.py --config.data.data_dir=~/data
     python train.py --config=configs/synthetic_shapes_seg_deeplab.py
     python train.py --strategy=mirrored               # all local GPUs
+    python train.py --print_config --config.train.epochs=5   # show the resolved config
 
 Re-running the same command resumes from the last completed epoch in --workdir.
 """
@@ -27,6 +28,9 @@ flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multi_wor
                   "tf.distribute strategy; auto picks mirrored with more than one GPU.")
 flags.DEFINE_integer("cpu_devices", 1, "Split the CPU into this many logical devices "
                      "(to try MirroredStrategy without GPUs).", lower_bound=1)
+flags.DEFINE_bool("print_config", False, "Print the resolved config (after the overrides, "
+                  "with the derived run name) as JSON and exit, without training or "
+                  "touching the run directory.")
 FLAGS = flags.FLAGS
 
 
@@ -42,6 +46,14 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if FLAGS.print_config:
+        from lps_keras.training.naming import run_name
+
+        config = FLAGS.config
+        config.name = run_name(config)
+        # The same JSON as the run's config.json (sorted keys, best effort for odd values).
+        print(config.to_json_best_effort(indent=2, sort_keys=True))
+        return
     logging.set_verbosity(logging.WARNING)  # keep the console to progress and results
     from lps_keras.training.distribute import configure_cpu_devices, get_strategy
 

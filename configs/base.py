@@ -1,7 +1,9 @@
 """Fields every config has; experiment files override what differs.
 
 Run any config with `python train.py --config=configs/<file>.py` and override fields on
-the command line, e.g. `--config.train.epochs=3`.
+the command line, e.g. `--config.train.epochs=3`. docs/config.md documents every field
+(one line each, with its default); `python train.py --print_config` prints the resolved
+config of a command without running it.
 """
 
 import ml_collections
@@ -24,13 +26,20 @@ def sampling_fields():
     return {
         "downsampling": "lps",  # strided (ResNets) | maxpool (U-Nets) | blurpool | aps | lps
         "antialias": ml_collections.config_dict.placeholder(str),  # lowpass3, ddac3
+        # padding_mode: circular (exact invariance) | zeros; logits_model: the LPS scorer
+        # (conv, conv_skip, attention, attention_bn, graph, perceptron).
         "padding_mode": "circular", "logits_model": "conv",
         # Typed `object`: a None field would refuse `--config.model.logits_channels=4`.
         "logits_channels": ml_collections.FieldReference(LOGITS_CHANNELS, field_type=object),
+        # sync_bn: BatchNorm synchronised across replicas; lps: LPSDownsampling2D arguments
+        # (tau, train_mode gumbel|softmax, inference_mode argmax|softmax, hard, scorer_head
+        # single|official, scorer_init keras|torch).
         "sync_bn": False, "lps": ml_collections.ConfigDict(_LPS_DEFAULTS),
         # The library's defaults; `official_code_fields()` lists the papers' code's.
         "score_unfiltered": True, "stem_antialias": True, "conv1_stride": False,
         "maxpool_zpad": False, "swap_conv_pool": False, "init": "keras", "aps_norm": "l2",
+        # init, batch_norm: keras | torch; aps_norm: l2 | l1 | linf | l2_min | l1_min |
+        # non_abs_max; antialias_kwargs: extra arguments of the blur / DDAC layer.
         "batch_norm": "keras",
         "antialias_kwargs": ml_collections.ConfigDict(),
     }
@@ -101,10 +110,10 @@ def get_base_config():
     # e.g. cifar10_resnet18_lps), so `--config.model.downsampling=strided` names its own
     # run directory and export. Set it to choose a name.
     config.name = ""
-    config.seed = 0
+    config.seed = 0  # initialisation, data order, augmentation
 
     config.data = ml_collections.ConfigDict()
-    config.data.name = "synthetic_shapes"
+    config.data.name = "synthetic_shapes"  # a lps_keras.data name (README "Data")
     config.data.data_dir = ""  # empty: the loader's default location
     config.data.source = "auto"  # auto | folder | tfds
     config.data.augment = "default"  # e.g. "flip+shift"
@@ -112,32 +121,36 @@ def get_base_config():
     config.data.image_size = 0  # 0: dataset default
     config.data.crop_size = 0  # segmentation crop; 0: dataset default
     config.data.num_train_examples = 0  # synthetic data only; 0: default size
-    config.data.num_eval_examples = 0
+    config.data.num_eval_examples = 0  # synthetic data only; 0: default size
 
     config.model = ml_collections.ConfigDict({
         "kind": "resnet",  # resnet | deeplabv3plus | unet
+        # ResNet depth 18 | 34 | 50 | 101 | 20 | 56; stem cifar (3x3) | imagenet (7x7 + pool)
         "depth": 20, "stem": "cifar", **sampling_fields(),
     })
 
     config.train = ml_collections.ConfigDict()
-    config.train.epochs = 10
-    config.train.batch_size = 128
+    config.train.epochs = 10  # absolute: a resumed run ends at this epoch
+    config.train.batch_size = 128  # global: split over the replicas
     config.train.steps_per_epoch = 0  # 0: one pass over the training set
     config.train.optimizer = "sgd"  # sgd | pytorch_sgd | adam
     config.train.loss = "auto"  # auto (cross-entropy; regression: mse) | mse | l1
-    config.train.learning_rate = 0.1
-    config.train.momentum = 0.9
-    config.train.nesterov = False
-    config.train.weight_decay = 5e-4
+    config.train.learning_rate = 0.1  # initial rate of lr_schedule
+    config.train.momentum = 0.9  # SGD momentum
+    config.train.nesterov = False  # Nesterov momentum
+    config.train.weight_decay = 5e-4  # decoupled (sgd) or an L2 term (pytorch_sgd)
     config.train.jit_compile = False  # XLA for the train step (see benchmarks/)
     config.train.scorer_weight_decay = False  # the papers exclude LPS scorer weights
+    # lr_schedule: `name` (constant | step | multistep | cosine | poly) and that schedule's
+    # arguments, in epochs (lps_keras.training.schedules.make_lr_schedule). tau_schedule: a
+    # recipe of TAU_RECIPES with its values spelled out (`tau_recipe` above).
     config.train.lr_schedule = ml_collections.ConfigDict(
         {"name": "multistep", "milestones": [100], "gamma": 0.1})
     config.train.tau_schedule = tau_recipe("cifar")
 
     config.eval = ml_collections.ConfigDict()
-    config.eval.split = "test"
-    config.eval.batch_size = 100
+    config.eval.split = "test"  # evaluated at the end of the run
+    config.eval.batch_size = 100  # results do not depend on it
     config.eval.num_examples = 0  # 0: the whole split
     config.eval.max_shift = 3  # C-Cons/S-Cons shifts (CIFAR protocol)
     config.eval.seg_max_shift = 32  # mASSC shifts
@@ -146,7 +159,7 @@ def get_base_config():
     config.eval.num_validation_examples = 0  # 0: the whole validation split
 
     config.export = ml_collections.ConfigDict()
-    config.export.enabled = True
-    config.export.dir = "saved_models"
+    config.export.enabled = True  # a SavedModel at the end of the run
+    config.export.dir = "saved_models"  # versions go to <dir>/<name>/<version>/
     config.export.name = ""  # empty: the run name
     return config

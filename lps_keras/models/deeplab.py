@@ -4,7 +4,7 @@ import keras
 
 from lps_keras.layers import InvariantGlobalAveragePooling2D, PolyphaseUpsampling2D
 from lps_keras.models.blocks import DEFAULT_LOGITS_CHANNELS, ConvFactory
-from lps_keras.models.resnet import ResNetBackbone, resnet_features
+from lps_keras.models.resnet import ResNetBackbone, load_weights_file, resnet_features
 from lps_keras.models.sampling import resolve_sampling
 
 BACKBONES = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101}
@@ -81,7 +81,7 @@ def deeplabv3plus(backbone="resnet18", num_classes=21, input_shape=(None, None, 
                   logits_model="conv", lps_kwargs=None, sync_bn=False, aspp_filters=256,
                   decoder_filters=256, low_level_filters=48, lpu_antialias="lowpass3",
                   score_unfiltered=True, name=None, *, sampling=None, aspp_rates=None,
-                  aspp_padding_modes=None, decoder_convs=2):
+                  aspp_padding_modes=None, decoder_convs=2, weights=None):
     """DeepLabV3+ on a ResNet backbone (ImageNet stem).
 
     Args:
@@ -113,6 +113,10 @@ def deeplabv3plus(backbone="resnet18", num_classes=21, input_shape=(None, None, 
             LPS paper's code zero-pads its third dilated branch.
         decoder_convs: 3x3 conv-BN-ReLU layers after the decoder concatenation (2; the
             DeepLabV3+ of the papers' code has 1).
+        weights: None or the path of a local `.weights.h5` or `.keras` file of the same
+            architecture, loaded all or nothing (as in `lps_keras.models.resnet`: nothing
+            is downloaded; `FileNotFoundError` for a missing file, `ValueError` for one
+            that does not fit).
 
     Returns:
         A functional `keras.Model` mapping images to per-pixel logits at input size.
@@ -177,4 +181,8 @@ def deeplabv3plus(backbone="resnet18", num_classes=21, input_shape=(None, None, 
         x = layers.conv_bn_relu(x, decoder_filters, 3, f"decoder_conv{i + 1}")
     x = keras.layers.Conv2D(num_classes, 1, name="classifier")(x)
     x = decoder.up(x, 4, 1, "final_up")
-    return keras.Model(inputs, x, name=name or f"deeplabv3plus_{backbone_name}_{spec.downsampling}")
+    model = keras.Model(inputs, x,
+                        name=name or f"deeplabv3plus_{backbone_name}_{spec.downsampling}")
+    if weights is not None:
+        load_weights_file(model, weights)
+    return model

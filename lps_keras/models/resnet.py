@@ -7,6 +7,10 @@ the ImageNet stem, 8 for CIFAR ResNet-18, 4 for ResNet-20/56), the logits are ex
 invariant to circular shifts at inference.
 """
 
+import io
+import os
+import zipfile
+
 import keras
 
 from lps_keras.layers import CircularPad2D
@@ -31,6 +35,8 @@ DEPTHS = {
     56: ("basic", (9, 9, 9), (16, 32, 64)),
 }
 STEMS = ("cifar", "imagenet")
+POOLINGS = (None, "avg", "max")
+WEIGHTS_SUFFIXES = (".weights.h5", ".keras")
 
 
 def resnet_features(inputs, depth, stem="imagenet", downsampling="strided", antialias=None,
@@ -130,8 +136,9 @@ def resnet_features(inputs, depth, stem="imagenet", downsampling="strided", anti
 def resnet(depth, num_classes=1000, input_shape=None, stem="imagenet", downsampling="strided",
            antialias=None, padding_mode="circular", logits_channels=DEFAULT_LOGITS_CHANNELS,
            logits_model="conv", lps_kwargs=None, include_top=True, sync_bn=False, dropout=0.0,
-           score_unfiltered=True, name=None, *, sampling=None):
-    """A ResNet classifier.
+           score_unfiltered=True, name=None, *, sampling=None, pooling=None,
+           classifier_activation=None, input_tensor=None, weights=None):
+    """A ResNet classifier (or feature extractor), with `keras.applications`' arguments.
 
     Args:
         depth: 18, 34, 50, 101 (ImageNet blocks) or 20, 56 (CIFAR three-stage blocks,
@@ -152,7 +159,9 @@ def resnet(depth, num_classes=1000, input_shape=None, stem="imagenet", downsampl
             stage 1's value). The width does not affect the invariance.
         logits_model: LPS scorer name (`"conv"`, `"attention"`, ...).
         lps_kwargs: extra `LPSDownsampling2D` arguments, e.g. `{"tau": 1.0, "hard": False}`.
-        include_top: if False, the model returns the last feature map (no pooling).
+        include_top: if True (default), global average pooling (exact:
+            `InvariantGlobalAveragePooling2D`), optional dropout and the `Dense` classifier;
+            if False, the model returns features, shaped by `pooling`.
         sync_bn: synchronized batch normalization across replicas.
         dropout: dropout rate before the classifier.
         score_unfiltered: with `antialias`, select on the unfiltered input and return the
@@ -161,9 +170,28 @@ def resnet(depth, num_classes=1000, input_shape=None, stem="imagenet", downsampl
         sampling: a `SamplingSpec` (or its `to_dict()`) in place of the keyword settings
             `downsampling`, `antialias`, `padding_mode`, `logits_channels`, `logits_model`,
             `lps_kwargs`, `sync_bn`, `score_unfiltered` (which then keep their defaults).
+        pooling: with `include_top=False`: None (default: the last feature map
+            `[B, h, w, C]`), `"avg"` (`InvariantGlobalAveragePooling2D`: `[B, C]`, bitwise
+            shift-invariant) or `"max"` (`GlobalMaxPooling2D`: `[B, C]`; a maximum does not
+            depend on the order of its inputs, so it is exactly shift-invariant too). With
+            `include_top=True` only None or `"avg"` (the head's pooling).
+        classifier_activation: None (default: logits, what the losses of `train.py` and
+            `from_logits=True` expect) or a Keras activation applied after the classifier,
+            e.g. `"softmax"` (computed in float32 under mixed precision). Needs
+            `include_top=True`.
+        input_tensor: a Keras tensor (e.g. the output of another model's layer, or
+            `keras.Input(...)`) to build the model on, in place of a new `keras.Input`;
+            `input_shape` defaults to its shape, and a given `input_shape` must agree.
+        weights: None (random initialisation; nothing is ever downloaded) or the path of a
+            local weights file: a `.weights.h5` (`model.save_weights`) or a `.keras` file
+            (`model.save`, e.g. written by `python -m lps_keras.convert` or `train.py`), of
+            the same architecture. A missing file raises `FileNotFoundError`; a file of
+            another architecture (other depth, class count, downsampler or scorer) raises
+            `ValueError`.
 
     Returns:
-        A functional `keras.Model` returning logits (or features).
+        A functional `keras.Model` returning logits (by default), probabilities (with
+        `classifier_activation`) or features (`include_top=False`).
 
     Example:
 
@@ -173,7 +201,8 @@ def resnet(depth, num_classes=1000, input_shape=None, stem="imagenet", downsampl
     TensorShape([2, 10])
     """
     spec = resolve_sampling(sampling, resnet, locals())
-    inputs = keras.Input(input_shape or (None, None, 3), name="images")
+    _check_head_arguments(include_top, pooling, classifier_activation)
+    inputs, model_inputs = _resolve_input(input_tensor, input_shape)
     x, _, _ = resnet_features(inputs, depth, stem, sampling=spec)
     if include_top:
         x = InvariantGlobalAveragePooling2D(name="avg_pool")(x)
@@ -182,7 +211,114 @@ def resnet(depth, num_classes=1000, input_shape=None, stem="imagenet", downsampl
         kernel_init, bias_init = ConvFactory.from_spec(spec).dense_initializers(x.shape[-1])
         x = keras.layers.Dense(num_classes, kernel_initializer=kernel_init,
                                bias_initializer=bias_init, name="logits")(x)
-    return keras.Model(inputs, x, name=name or f"resnet{depth}_{spec.downsampling}")
+        if classifier_activation is not None:
+            x = keras.layers.Activation(classifier_activation, dtype="float32",
+                                        name="predictions")(x)
+    elif pooling == "avg":
+        x = InvariantGlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    model = keras.Model(model_inputs, x, name=name or f"resnet{depth}_{spec.downsampling}")
+    if weights is not None:
+        load_weights_file(model, weights)
+    return model
+
+
+def _check_head_arguments(include_top, pooling, classifier_activation):
+    """Refuses combinations `keras.applications` would silently ignore."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"`pooling` must be one of {POOLINGS}; got {pooling!r}.")
+    if include_top and pooling == "max":
+        raise ValueError(
+            "`pooling='max'` needs `include_top=False`; the classifier head pools by the "
+            "(exact) global average."
+        )
+    if classifier_activation is not None:
+        if not include_top:
+            raise ValueError(
+                "`classifier_activation` needs `include_top=True` (there is no classifier "
+                f"without the top); got {classifier_activation!r}."
+            )
+        keras.activations.get(classifier_activation)  # unknown names raise here
+
+
+def _resolve_input(input_tensor, input_shape):
+    """`(tensor the body is built on, the model's inputs)`."""
+    if input_tensor is None:
+        inputs = keras.Input(input_shape or (None, None, 3), name="images")
+        return inputs, inputs
+    if not isinstance(input_tensor, keras.KerasTensor):
+        raise TypeError(
+            "`input_tensor` must be a Keras tensor (`keras.Input(...)` or a layer's "
+            f"output in a functional model); got {type(input_tensor).__name__}."
+        )
+    shape = tuple(input_tensor.shape[1:])
+    if len(shape) != 3:
+        raise ValueError(f"`input_tensor` must be `[B, H, W, C]`; got shape "
+                         f"{tuple(input_tensor.shape)}.")
+    if input_shape is not None and (len(tuple(input_shape)) != 3 or any(
+            a is not None and b is not None and a != b
+            for a, b in zip(tuple(input_shape), shape, strict=True))):
+        raise ValueError(f"`input_shape={tuple(input_shape)}` contradicts the shape of "
+                         f"`input_tensor`, {tuple(input_tensor.shape)}.")
+    return input_tensor, keras.utils.get_source_inputs(input_tensor)
+
+
+def _count_stored_arrays(path):
+    """How many arrays a `.weights.h5` or `.keras` file stores (None if unknown)."""
+    import h5py
+
+    def count(h5file):
+        found = []
+        h5file.visititems(lambda name, obj: found.append(name)
+                          if isinstance(obj, h5py.Dataset) else None)
+        return len(found)
+
+    if path.endswith(".keras"):
+        with zipfile.ZipFile(path) as archive:
+            if "model.weights.h5" not in archive.namelist():
+                return None
+            with h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as f:
+                return count(f)
+    with h5py.File(path, "r") as f:
+        return count(f)
+
+
+def load_weights_file(model, path):
+    """Loads a local `.weights.h5` or `.keras` file into `model`, all or nothing.
+
+    Raises `FileNotFoundError` for a missing file and `ValueError` for an unsupported
+    suffix, an unreadable file, or one that does not fit the model (Keras alone loads a
+    file with extra arrays, e.g. an LPS ResNet's into an APS one, without a word).
+    """
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(
+            "`weights` must be None or the path of a local `.weights.h5` or `.keras` file "
+            f"(nothing is downloaded); got {type(path).__name__}."
+        )
+    path = os.fspath(path)
+    if not path.endswith(WEIGHTS_SUFFIXES):
+        raise ValueError(
+            f"`weights` must be None or a local file ending in {' or '.join(WEIGHTS_SUFFIXES)}"
+            f" (nothing is downloaded); got {path!r}."
+        )
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Weights file not found: {path!r}.")
+    where = f"The weights file {path!r} does not fit model {model.name!r}"
+    try:
+        stored = _count_stored_arrays(path)
+    except (OSError, zipfile.BadZipFile) as e:
+        raise ValueError(f"Cannot read weights file {path!r}: {e}") from e
+    if stored is not None and stored != len(model.weights):
+        raise ValueError(
+            f"{where}: it stores {stored} arrays, the model has {len(model.weights)} "
+            "variables. Build the model with the settings the file was saved from "
+            "(depth, stem, num_classes, downsampling, antialias, logits_channels, ...)."
+        )
+    try:
+        model.load_weights(path)
+    except ValueError as e:
+        raise ValueError(f"{where} (same settings as when it was saved?): {e}") from e
 
 
 def _named(depth):
