@@ -1,8 +1,11 @@
 """TFLite (builtin ops) and ONNX exports: same logits and classes as Keras, still invariant.
 
-Measured when written (TF 2.21, onnxruntime 1.32, calibrated random-weight models): max
-|logits - Keras| about 1e-5 for both formats, classes identical, and the same classes on
-circularly shifted images.
+Measured when written (TF 2.21, onnxruntime 1.32, calibrated random-weight models, logits
+up to about 5-7 in magnitude), max |logits - Keras|: classifier 3.3e-6 (TFLite), 4.7e-6
+(ONNX); segmenter 6.7e-5 (TFLite), 7.5e-5 (ONNX); classes and masks identical. On circularly
+shifted images: same classes and (rolled) masks; logits equal bit for bit in ONNX (float64
+selection kept) and within 1.2e-6 (classifier) / 5.7e-6 (segmenter) in TFLite (float32
+selection, see `lps_keras.export_formats`).
 """
 
 import itertools
@@ -21,10 +24,8 @@ from lps_keras.layers.downsampling import _nan_to_neg_inf, argmax
 from lps_keras.models import deeplabv3plus, resnet
 from tests.helpers import calibrate_batchnorm, natural_images
 
-ort = pytest.importorskip("onnxruntime")
-pytest.importorskip("tf2onnx")
-
 ATOL = 1e-4
+SEGMENTER_ATOL = 2e-4  # deeper graph: 7.5e-5 measured against Keras
 SHIFTS = [(0, 1), (1, 0), (3, 5), (16, 16), (31, 30)]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -54,11 +55,15 @@ def _runner(fmt, model, path):
     """Exports `model` to `fmt` and returns images -> {output name: numpy array}."""
     if fmt == "tflite":
         export_tflite(model, path)
+        with open(path, "rb") as f:
+            assert b"Flex" not in f.read()  # no Select TF ops: builtins only
         interpreter = tf.lite.Interpreter(
             model_path=path,
             experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN)
         runner = interpreter.get_signature_runner()
         return lambda x: runner(images=np.asarray(x, np.float32))
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
     export_onnx(model, path)
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
@@ -88,8 +93,16 @@ def test_classifier_matches_keras_and_stays_invariant(fmt, tmp_path):
     for shift in SHIFTS:
         shifted = run(_roll(x, shift))
         np.testing.assert_array_equal(shifted["classes"], out["classes"], err_msg=str(shift))
-        shift_diff = np.abs(shifted["logits"] - out["logits"]).max()
-        assert shift_diff < ATOL, f"{fmt} shift {shift}: max |logits diff| = {shift_diff}"
+        _check_shifted_logits(fmt, shifted["logits"], out["logits"], shift)
+
+
+def _check_shifted_logits(fmt, shifted, expected, shift):
+    """ONNX keeps float64 selection and pooling: bitwise equal. TFLite: float32 rounding."""
+    if fmt == "onnx":
+        np.testing.assert_array_equal(shifted, expected, err_msg=str(shift))
+    else:
+        diff = np.abs(shifted - expected).max()
+        assert diff < ATOL, f"{fmt} shift {shift}: max |logits diff| = {diff}"
 
 
 def _near_tie(logits, gap=1e-3):
@@ -107,7 +120,7 @@ def test_segmenter_matches_keras_and_stays_equivariant(fmt, tmp_path):
     assert sorted(out) == ["logits", "masks"]
     assert out["masks"].dtype == np.int64 and out["masks"].shape == (2, 64, 64)
     diff = np.abs(out["logits"] - keras_logits).max()
-    assert diff < ATOL, f"{fmt}: max |logits - keras| = {diff}"
+    assert diff < SEGMENTER_ATOL, f"{fmt}: max |logits - keras| = {diff}"
     # Masks agree exactly except where the two best classes are within float rounding.
     differ = out["masks"] != keras_logits.argmax(-1)
     assert not np.any(differ & ~_near_tie(keras_logits))
@@ -116,8 +129,7 @@ def test_segmenter_matches_keras_and_stays_equivariant(fmt, tmp_path):
         expected = _roll(out["masks"], shift)
         differ = shifted["masks"] != expected
         assert not np.any(differ & ~_near_tie(_roll(out["logits"], shift))), shift
-        shift_diff = np.abs(shifted["logits"] - _roll(out["logits"], shift)).max()
-        assert shift_diff < ATOL, f"{fmt} shift {shift}: max |logits diff| = {shift_diff}"
+        _check_shifted_logits(fmt, shifted["logits"], _roll(out["logits"], shift), shift)
 
 
 def test_argmax_equals_keras_argmax_in_every_mode():
