@@ -223,18 +223,24 @@ def _size(text):
 
 
 def _load(path):
+    """The Keras model at `path` (a `.keras` file or a run directory) and, for a run
+    directory, its dataset's name (else None)."""
     from lps_keras import rundir
     from lps_keras.evaluation.loading import _load_keras_file
 
+    dataset = None
     if os.path.isdir(path):
         if not rundir.is_run_directory(path):
             raise ExportFormatError(f"{path} is a directory without config.json: pass a run "
                                     "directory or a .keras model file.")
+        config = rundir.read_json(os.path.join(path, rundir.CONFIG))
+        data = config.get("data") if isinstance(config, dict) else None
+        dataset = data.get("name") if isinstance(data, dict) else None
         path = os.path.join(path, rundir.MODEL)
     if not os.path.isfile(path):
         raise ExportFormatError(f"No model file at {path}: pass a .keras file or a run "
                                 "directory holding model.keras.")
-    return _load_keras_file(path)
+    return _load_keras_file(path), dataset
 
 
 def main(argv=None):
@@ -249,14 +255,21 @@ def main(argv=None):
                         choices=("auto", "classification", "segmentation"))
     parser.add_argument("--image-size", type=_size, default=None, help="H or H,W")
     parser.add_argument("--mean", type=_numbers, default=None,
-                        help="per-channel mean, e.g. 0.4914,0.4822,0.4465 (as in training)")
+                        help="per-channel mean on the 0-1 scale, e.g. 0.4914,0.4822,0.4465 "
+                             "(as in training; default for a run directory: its dataset's)")
     parser.add_argument("--std", type=_numbers, default=None, help="per-channel std")
     parser.add_argument("--input-scale", type=float, default=None)
     args = parser.parse_args(argv)
     options = dict(task=args.task, mean=args.mean, std=args.std,
                    input_scale=args.input_scale, image_size=args.image_size)
     try:
-        model = _load(args.model)
+        model, dataset = _load(args.model)
+        if dataset is not None and args.mean is None and args.std is None:
+            # A run directory: normalise as in training (its dataset's mean and std).
+            from lps_keras.data import dataset_info
+
+            info = dataset_info(dataset)
+            options.update(mean=info.mean, std=info.std)
         if args.format == "saved_model":
             from lps_keras.export import export_saved_model
 

@@ -165,21 +165,27 @@ def _cli(*args):
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
 
 
-def test_cli_writes_a_tflite_file_that_runs(tmp_path):
+def test_cli_exports_a_run_directory_with_its_dataset_normalisation(tmp_path):
+    from lps_keras.data import dataset_info
+
     keras.utils.set_random_seed(5)
     inputs = keras.Input((16, 16, 3))
     y = keras.layers.Conv2D(4, 3, padding="same")(inputs)
     y = APSDownsampling2D(stride=2)(y)
     outputs = keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(y))
     model = keras.Model(inputs, outputs)
-    model.save(tmp_path / "model.keras")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    model.save(run_dir / "model.keras")
+    (run_dir / "config.json").write_text('{"data": {"name": "cifar10"}}')
     output = tmp_path / "out" / "model.tflite"
-    result = _cli(f"--model={tmp_path / 'model.keras'}", "--format=tflite",
-                  f"--output={output}", "--mean=0.5", "--std=0.25")
+    result = _cli(f"--model={run_dir}", "--format=tflite", f"--output={output}")
     assert result.returncode == 0, result.stderr[-2000:]
     runner = tf.lite.Interpreter(model_path=str(output)).get_signature_runner()
     x = _images(2, 16, seed=1)
-    expected = model((x / 255.0 - 0.5) / 0.25, training=False).numpy()
+    info = dataset_info("cifar10")
+    expected = model((x / 255.0 - np.asarray(info.mean)) / np.asarray(info.std),
+                     training=False).numpy()
     np.testing.assert_allclose(runner(images=x)["logits"], expected, atol=ATOL)
 
 
