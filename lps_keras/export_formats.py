@@ -280,6 +280,11 @@ def main(argv=None):
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # a converter's own failure: one line, no traceback
+        message = " ".join(str(e).split())[:1000]
+        print(f"error: the {args.format} export failed ({type(e).__name__}: {message})",
+              file=sys.stderr)
+        return 2
     print(written)
     return 0
 
