@@ -1,6 +1,7 @@
 """Adaptive (APS) and learnable (LPS) polyphase downsampling."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from lps_keras.layers import _validation
@@ -52,8 +53,46 @@ def argmax(scores):
     NaN included) go to the lowest index.
 
     The same index in eager, `tf.function` and XLA: a plain argmax is not, because TF and
-    XLA order NaN differently (XLA's max even skips NaN where TF's returns it)."""
-    return ops.argmax(_nan_to_neg_inf(scores), axis=-1)
+    XLA order NaN differently (XLA's max even skips NaN where TF's returns it).
+
+    Built on `top_k(k=1)` (lowest index first among equal values), not `ops.argmax`:
+    Keras' TensorFlow argmax of floats emits `Bitcast`/`BitwiseAnd` (its -0.0 check),
+    which TFLite builtins and onnxruntime reject. The index is the one `ops.argmax` gave:
+    scores narrower than float32 are compared in float32, -0.0 (and a negative subnormal)
+    ranks just below +0.0, and subnormals otherwise count as zero, as TF's kernels see
+    them. Subnormals are flushed here explicitly, because XLA's top_k does not flush
+    float64 ones. Other backends keep `ops.argmax` (their top_k need not order ties).
+    (The integer argmax of `argmax_with_tiebreak` is a plain TF ArgMax, which exports.)"""
+    scores = _nan_to_neg_inf(scores)
+    if keras.backend.backend() != "tensorflow":
+        return ops.argmax(scores, axis=-1)
+    return _top1(_argmax_ready(scores))
+
+
+def _argmax_ready(scores):
+    """`scores` (NaN-free) as `ops.argmax` compared them, in float32 or float64, with
+    subnormals and zeros made explicit: +0.0 and positive subnormals become +0.0, -0.0
+    and negative subnormals `-tiny` (the smallest normal number, below +0.0 and above
+    every negative normal number). No bit operations, so it exports to TFLite/ONNX."""
+    dtype = keras.backend.standardize_dtype(scores.dtype)
+    if dtype not in ("float32", "float64"):
+        dtype = "float32"
+        scores = ops.cast(scores, dtype)
+    # Constants built in `dtype` (a Python float would pass through float32 first,
+    # where float64's tiny is 0).
+    tiny = ops.convert_to_tensor(np.finfo(dtype).tiny, dtype)
+    zero = ops.zeros_like(scores)
+    small = ops.less(ops.abs(scores), tiny)
+    # 1 / x is -inf for -0.0 and a negative subnormal (flushed or not): the sign bit.
+    negative = ops.less(ops.divide(ops.ones_like(scores), scores), zero)
+    flushed = ops.where(negative, ops.negative(ops.broadcast_to(tiny, ops.shape(scores))), zero)
+    return ops.where(small, flushed, scores)
+
+
+def _top1(values):
+    """Index (int32, like `ops.argmax`) of the largest of `values` along the last axis,
+    the lowest one among equals: `tf.math.top_k` lists equal values lowest index first."""
+    return ops.top_k(values, k=1)[1][..., 0]
 
 
 def argmax_with_tiebreak(scores, second):

@@ -8,7 +8,7 @@ to a leading axis so a shared scorer can treat the components as a batch.
 from keras import ops
 
 from lps_keras.layers.padding import circular_pad
-from lps_keras.layers.reductions import SELECTION_DTYPE, invariant_sum
+from lps_keras.layers.reductions import invariant_sum, selection_dtype
 
 
 def pad_to_multiple(x, stride):
@@ -97,13 +97,13 @@ def component_norms(x, stride, norm, with_spread=False):
     if norm in ("linf", "max"):
         norms = ops.where(ops.any(ops.isnan(grid), axis=(1, 3)), float("nan"),
                           ops.max(grid, axis=(1, 3), initial=initial))
-        norms = ops.cast(norms, SELECTION_DTYPE)  # exact in any order
+        norms = ops.cast(norms, selection_dtype())  # exact in any order
     else:
         norms = invariant_sum(grid, axis=(1, 3))
     norms = ops.reshape(norms, (-1, s * s))
     if not with_spread:
         return norms
-    grid = ops.cast(grid, SELECTION_DTYPE)
+    grid = ops.cast(grid, selection_dtype())
     return norms, ops.reshape(ops.sum(grid * grid, axis=(1, 3)), (-1, s * s))
 
 

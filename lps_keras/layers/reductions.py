@@ -24,21 +24,50 @@ components tied in that too (identical ones, as in a constant image) go to the l
 index, which a shift can change.
 
 Float64 inputs are summed in float64 as they are: there is no wider type to accumulate in.
+
+`float32_selection()` traces a model with float32 in place of float64 (for TFLite, whose
+builtin ops have no float64 kernels; see `lps_keras.export_formats`). It is for export
+only: the order-free argument above then holds to float32 precision, not float64.
 """
+
+import contextlib
 
 from keras import ops
 
 SELECTION_DTYPE = "float64"
+_dtype_override = []
+
+
+def selection_dtype():
+    """The accumulation and comparison dtype: `SELECTION_DTYPE` (float64), or float32
+    inside `float32_selection()`."""
+    return _dtype_override[-1] if _dtype_override else SELECTION_DTYPE
+
+
+@contextlib.contextmanager
+def float32_selection():
+    """Within this block, layers traced or called accumulate and compare in float32.
+
+    For exporting to runtimes without float64 (TFLite builtins). A circular shift then
+    changes float32 sums in their last bits, so a near-tie of two components (scores within
+    float32 rounding) can swap ranks and logits of shifted images agree only to float32
+    rounding; exact ties are still broken as in float64. Not thread-safe: trace in one
+    thread."""
+    _dtype_override.append("float32")
+    try:
+        yield
+    finally:
+        _dtype_override.pop()
 
 
 def invariant_sum(x, axis=None, keepdims=False):
-    """`sum(x, axis)` accumulated in float64; returns float64."""
-    return ops.sum(ops.cast(x, SELECTION_DTYPE), axis=axis, keepdims=keepdims)
+    """`sum(x, axis)` accumulated in float64 (`selection_dtype()`); returns float64."""
+    return ops.sum(ops.cast(x, selection_dtype()), axis=axis, keepdims=keepdims)
 
 
 def invariant_mean(x, axis=None, keepdims=False):
-    """`mean(x, axis)` accumulated in float64; returns float64."""
-    return ops.mean(ops.cast(x, SELECTION_DTYPE), axis=axis, keepdims=keepdims)
+    """`mean(x, axis)` accumulated in float64 (`selection_dtype()`); returns float64."""
+    return ops.mean(ops.cast(x, selection_dtype()), axis=axis, keepdims=keepdims)
 
 
 def set_sum(x, axis, keepdims=False):

@@ -34,7 +34,12 @@ from keras import ops
 from lps_keras.layers import _validation
 from lps_keras.layers.initializers import TorchUniform
 from lps_keras.layers.padding import pad2d
-from lps_keras.layers.reductions import SELECTION_DTYPE, invariant_mean, set_softmax, set_sum
+from lps_keras.layers.reductions import (
+    invariant_mean,
+    selection_dtype,
+    set_softmax,
+    set_sum,
+)
 
 SCORERS = ("conv", "conv_skip", "attention", "attention_bn", "graph", "perceptron")
 HEADS = ("single", "official")
@@ -123,15 +128,15 @@ class _Scorer(keras.layers.Layer):
         per_pixel = ops.matmul(ops.reshape(x, (-1, x.shape[-1])), taps)
         pooled = invariant_mean(ops.reshape(per_pixel, (ops.shape(x)[0], -1)), axis=1)
         if conv.use_bias:
-            pooled = pooled + ops.mean(ops.cast(conv.bias, SELECTION_DTYPE))
+            pooled = pooled + ops.mean(ops.cast(conv.bias, selection_dtype()))
         return pooled
 
     @staticmethod
     def _dense(layer, x):
         """`layer(x)` for a Dense layer, in float64 (its weights cast up)."""
-        y = ops.matmul(x, ops.cast(layer.kernel, SELECTION_DTYPE))
+        y = ops.matmul(x, ops.cast(layer.kernel, selection_dtype()))
         if layer.use_bias:
-            y = y + ops.cast(layer.bias, SELECTION_DTYPE)
+            y = y + ops.cast(layer.bias, selection_dtype())
         return y
 
     @staticmethod

@@ -1,0 +1,198 @@
+"""TFLite (builtin ops) and ONNX exports: same logits and classes as Keras, still invariant.
+
+Measured when written (TF 2.21, onnxruntime 1.32, calibrated random-weight models, logits
+up to about 5-7 in magnitude), max |logits - Keras|: classifier 3.3e-6 (TFLite), 4.7e-6
+(ONNX); segmenter 6.7e-5 (TFLite), 7.5e-5 (ONNX); classes and masks identical. On circularly
+shifted images: same classes and (rolled) masks; logits equal bit for bit in ONNX (float64
+selection kept) and within 1.2e-6 (classifier) / 5.7e-6 (segmenter) in TFLite (float32
+selection, see `lps_keras.export_formats`).
+"""
+
+import itertools
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lps_keras.export_formats import export_onnx, export_tflite
+from lps_keras.layers import APSDownsampling2D
+from lps_keras.layers.downsampling import _nan_to_neg_inf, argmax
+from lps_keras.models import deeplabv3plus, resnet
+from tests.helpers import calibrate_batchnorm, natural_images
+
+ATOL = 1e-4
+SEGMENTER_ATOL = 2e-4  # deeper graph: 7.5e-5 measured against Keras
+SHIFTS = [(0, 1), (1, 0), (3, 5), (16, 16), (31, 30)]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _images(num, size, seed):
+    return natural_images(num, size, 3, seed) * 255.0  # raw pixels, input_scale 255
+
+
+def _classifier():
+    keras.utils.set_random_seed(3)
+    model = resnet(20, num_classes=10, input_shape=(32, 32, 3), stem="cifar",
+                   downsampling="lps")
+    calibrate_batchnorm(model, natural_images(16, 32, 3, seed=7))
+    return model
+
+
+def _segmenter():
+    keras.utils.set_random_seed(4)
+    model = deeplabv3plus("resnet18", num_classes=3, input_shape=(64, 64, 3),
+                          downsampling="lps", upsampling="lpu", aspp_filters=16,
+                          decoder_filters=16, low_level_filters=8, logits_channels=8)
+    calibrate_batchnorm(model, natural_images(8, 64, 3, seed=8))
+    return model
+
+
+def _runner(fmt, model, path):
+    """Exports `model` to `fmt` and returns images -> {output name: numpy array}."""
+    if fmt == "tflite":
+        export_tflite(model, path)
+        with open(path, "rb") as f:
+            assert b"Flex" not in f.read()  # no Select TF ops: builtins only
+        interpreter = tf.lite.Interpreter(
+            model_path=path,
+            experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN)
+        runner = interpreter.get_signature_runner()
+        return lambda x: runner(images=np.asarray(x, np.float32))
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    export_onnx(model, path)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    assert [i.name for i in session.get_inputs()] == ["images"]
+    return lambda x: dict(zip(names, session.run(None, {"images": np.asarray(x, np.float32)}),
+                              strict=True))
+
+
+def _roll(x, shift):
+    return np.roll(x, shift, axis=(1, 2))
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_classifier_matches_keras_and_stays_invariant(fmt, tmp_path):
+    model = _classifier()
+    run = _runner(fmt, model, str(tmp_path / f"model.{fmt}"))
+    x = _images(6, 32, seed=11)
+    keras_logits = model(x / 255.0, training=False).numpy()
+    out = run(x)
+    assert sorted(out) == ["classes", "logits", "probabilities"]
+    assert out["classes"].dtype == np.int64 and out["classes"].shape == (6,)
+    diff = np.abs(out["logits"] - keras_logits).max()
+    assert diff < ATOL, f"{fmt}: max |logits - keras| = {diff}"
+    np.testing.assert_array_equal(out["classes"], keras_logits.argmax(-1))
+    np.testing.assert_allclose(out["probabilities"], tf.nn.softmax(keras_logits).numpy(),
+                               atol=1e-5)
+    for shift in SHIFTS:
+        shifted = run(_roll(x, shift))
+        np.testing.assert_array_equal(shifted["classes"], out["classes"], err_msg=str(shift))
+        _check_shifted_logits(fmt, shifted["logits"], out["logits"], shift)
+
+
+def _check_shifted_logits(fmt, shifted, expected, shift):
+    """ONNX keeps float64 selection and pooling: bitwise equal. TFLite: float32 rounding."""
+    if fmt == "onnx":
+        np.testing.assert_array_equal(shifted, expected, err_msg=str(shift))
+    else:
+        diff = np.abs(shifted - expected).max()
+        assert diff < ATOL, f"{fmt} shift {shift}: max |logits diff| = {diff}"
+
+
+def _near_tie(logits, gap=1e-3):
+    top2 = np.sort(logits, axis=-1)[..., -2:]
+    return (top2[..., 1] - top2[..., 0]) < gap
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_segmenter_matches_keras_and_stays_equivariant(fmt, tmp_path):
+    model = _segmenter()
+    run = _runner(fmt, model, str(tmp_path / f"seg.{fmt}"))
+    x = _images(2, 64, seed=12)
+    keras_logits = model(x / 255.0, training=False).numpy()
+    out = run(x)
+    assert sorted(out) == ["logits", "masks"]
+    assert out["masks"].dtype == np.int64 and out["masks"].shape == (2, 64, 64)
+    diff = np.abs(out["logits"] - keras_logits).max()
+    assert diff < SEGMENTER_ATOL, f"{fmt}: max |logits - keras| = {diff}"
+    # Masks agree exactly except where the two best classes are within float rounding.
+    differ = out["masks"] != keras_logits.argmax(-1)
+    assert not np.any(differ & ~_near_tie(keras_logits))
+    for shift in SHIFTS[:3]:
+        shifted = run(_roll(x, shift))
+        expected = _roll(out["masks"], shift)
+        differ = shifted["masks"] != expected
+        assert not np.any(differ & ~_near_tie(_roll(out["logits"], shift))), shift
+        _check_shifted_logits(fmt, shifted["logits"], _roll(out["logits"], shift), shift)
+
+
+def test_argmax_equals_keras_argmax_in_every_mode():
+    """The top_k-based selection argmax gives `ops.argmax`'s index (its -0.0 and subnormal
+    handling included), in eager, graph and XLA, and its graph has no bit operations."""
+    specials = [0.0, -0.0, np.nan, np.inf, -np.inf, 1.0, -1.0, 1e-40, -1e-40, 5e-324,
+                -5e-324, 1e-310, -1e-310, np.finfo(np.float32).tiny, 3.0]
+    rows = np.array(list(itertools.product(specials, repeat=3)))
+    rng = np.random.default_rng(0)
+    rows = np.concatenate([rows, np.round(rng.normal(size=(500, 3)), 1)])
+    for dtype in ("float16", "float32", "float64"):
+        scores = tf.cast(tf.constant(rows), dtype)
+        expected = keras.ops.argmax(_nan_to_neg_inf(scores), axis=-1).numpy()
+        for fn in (argmax, tf.function(argmax), tf.function(argmax, jit_compile=True)):
+            np.testing.assert_array_equal(fn(scores).numpy(), expected, err_msg=dtype)
+    graph = tf.function(argmax).get_concrete_function(
+        tf.TensorSpec([None, 4], tf.float32)).graph
+    ops = {op.type for op in graph.get_operations()}
+    assert not ops & {"Bitcast", "BitwiseAnd"}, ops
+
+
+def test_tflite_needs_a_fixed_size(tmp_path):
+    model = resnet(20, num_classes=10, input_shape=(None, None, 3), stem="cifar",
+                   downsampling="aps")
+    with pytest.raises(ValueError, match="fixed image size.*image_size"):
+        export_tflite(model, str(tmp_path / "m.tflite"))
+    assert not os.path.exists(tmp_path / "m.tflite")
+
+
+def _cli(*args):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-m", "lps_keras.export_formats", *args],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+
+
+def test_cli_exports_a_run_directory_with_its_dataset_normalisation(tmp_path):
+    from lps_keras.data import dataset_info
+
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((16, 16, 3))
+    y = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    y = APSDownsampling2D(stride=2)(y)
+    outputs = keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(y))
+    model = keras.Model(inputs, outputs)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    model.save(run_dir / "model.keras")
+    (run_dir / "config.json").write_text('{"data": {"name": "cifar10"}}')
+    output = tmp_path / "out" / "model.tflite"
+    result = _cli(f"--model={run_dir}", "--format=tflite", f"--output={output}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    runner = tf.lite.Interpreter(model_path=str(output)).get_signature_runner()
+    x = _images(2, 16, seed=1)
+    info = dataset_info("cifar10")
+    expected = model((x / 255.0 - np.asarray(info.mean)) / np.asarray(info.std),
+                     training=False).numpy()
+    np.testing.assert_allclose(runner(images=x)["logits"], expected, atol=ATOL)
+
+
+def test_cli_reports_a_missing_model_without_traceback(tmp_path):
+    result = _cli(f"--model={tmp_path / 'missing.keras'}", "--format=onnx",
+                  f"--output={tmp_path / 'm.onnx'}")
+    assert result.returncode == 2
+    assert "error: No model file at" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not os.path.exists(tmp_path / "m.onnx")
