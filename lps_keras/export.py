@@ -34,6 +34,13 @@ Images of another size are rejected with an error that names the expected size (
 size rule) and the received shape: they are not resized, because a silent resize would
 change what a shift-invariant model sees.
 
+The SavedModel carries its preprocessing and class names as assets as well:
+`assets/preprocessing.json` (formula, input scale, mean, std, task, size rule) and, when the
+classes are known, `assets/class_names.txt` (one per line, in label order); after
+`tf.saved_model.load` they are `loaded.preprocessing_file.asset_path` and
+`loaded.class_names_file.asset_path`. They travel with the SavedModel when a server copies
+only its directory.
+
 Input checks and edge cases of the serving graph:
 
 - a batch of 0 images returns empty outputs of the documented dtypes and shapes (`[0, C]`,
@@ -54,6 +61,7 @@ import datetime
 import hashlib
 import json
 import os
+import tempfile
 
 import keras
 import numpy as np
@@ -69,6 +77,9 @@ FLOAT_SIGNATURE = "serving_float"
 INPUT_NAME = "images"
 REGRESSION_OUTPUT = "outputs"
 METADATA_FILENAME = "export_metadata.json"
+# Inside the SavedModel's assets/ directory.
+PREPROCESSING_ASSET = "preprocessing.json"
+CLASS_NAMES_ASSET = "class_names.txt"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,14 +217,17 @@ def export_saved_model(model, export_dir, *, name=None, version=None, task="auto
     spec = ServingSpec(name=name, version=version, **spec_args)
     # Everything is written into a hidden, non-integer-named sibling (servers skip it) and
     # renamed into place once complete.
-    with versioned_dir.staged(final_dir, overwrite) as tmp_dir:
+    metadata = _metadata(model, spec)
+    with versioned_dir.staged(final_dir, overwrite) as tmp_dir, \
+            tempfile.TemporaryDirectory() as asset_dir:
         signatures, root = _serving_signatures(model, spec)
+        _attach_assets(root, metadata, asset_dir)
         tf.saved_model.save(
             root, tmp_dir, signatures=signatures,
             options=tf.saved_model.SaveOptions(experimental_custom_gradients=False),
         )
         with open(os.path.join(tmp_dir, METADATA_FILENAME), "w", encoding="utf-8") as f:
-            json.dump(_metadata(model, spec), f, indent=2)
+            json.dump(metadata, f, indent=2)
             f.write("\n")
     return final_dir
 
@@ -540,6 +554,25 @@ def _serving_signatures(model, spec):
     root = tf.Module()
     root.captured_variables = list(captured.values())
     return signatures, root
+
+
+def _attach_assets(root, metadata, asset_dir):
+    """Puts the preprocessing (`assets/preprocessing.json`) and, when known, the class
+    names (`assets/class_names.txt`, one per line in label order) inside the SavedModel,
+    as tracked assets of `root` (`loaded.preprocessing_file.asset_path`,
+    `loaded.class_names_file.asset_path`), so they travel with it wherever it is copied."""
+    path = os.path.join(asset_dir, PREPROCESSING_ASSET)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({**metadata["preprocessing"], "task": metadata["task"],
+                   "image_size": metadata["image_size"], "size_rule": metadata["size_rule"]},
+                  f, indent=2)
+        f.write("\n")
+    root.preprocessing_file = tf.saved_model.Asset(path)
+    if metadata["class_names"]:
+        path = os.path.join(asset_dir, CLASS_NAMES_ASSET)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("".join(f"{name}\n" for name in metadata["class_names"]))
+        root.class_names_file = tf.saved_model.Asset(path)
 
 
 def _signature_dtypes(task):

@@ -533,3 +533,36 @@ def test_saved_model_cli_run_serves_named_outputs(served, exported):
                                                training=False))
     np.testing.assert_allclose(np.load(served["cli_out"] / "logits.npy"), expected,
                                atol=1e-5, rtol=1e-5)
+
+
+_ASSET_READER = """
+import json, sys
+import tensorflow as tf
+loaded = tf.saved_model.load(sys.argv[1])
+out = {"preprocessing": json.load(open(loaded.preprocessing_file.asset_path.numpy().decode())),
+       "class_names": open(loaded.class_names_file.asset_path.numpy().decode()).read()
+       if hasattr(loaded, "class_names_file") else None,
+       "modules": [m for m in sys.modules if m.startswith("lps_keras")]}
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("class_names", [["ant", "bee", "cat"], None])
+def test_class_names_and_preprocessing_travel_inside_the_saved_model(tmp_path, class_names):
+    model = _tiny_classifier()
+    path = export_saved_model(model, tmp_path / "exports", name="clf", mean=(0.5, 0.4, 0.3),
+                              std=(0.2, 0.25, 0.3), class_names=class_names)
+    # Only the SavedModel directory's own files (as a server would copy them).
+    moved = tmp_path / "copied"
+    shutil.copytree(path, moved)
+    os.remove(moved / "export_metadata.json")
+    result = subprocess.run([sys.executable, "-c", _ASSET_READER, str(moved)],
+                            capture_output=True, text=True, timeout=300, check=True,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["modules"] == []
+    pre = found["preprocessing"]
+    assert pre["mean"] == pytest.approx([0.5, 0.4, 0.3])
+    assert pre["std"] == pytest.approx([0.2, 0.25, 0.3])
+    assert pre["input_scale"] == 255.0 and pre["task"] == "classification"
+    assert found["class_names"] == ("ant\nbee\ncat\n" if class_names else None)
