@@ -402,7 +402,11 @@ class Trainer:
                                "mode": "max" if best.larger else "min",
                                "value": best.best_value, "epoch": best.best_epoch,
                                "checkpoint": best.path()}
-        if cfg.train.get("export_best"):
+        if cfg.train.get("export_best") and best.path() is None:
+            # Not knowable before training: keep the run's results rather than fail.
+            _log(f"WARNING: config.train.export_best: no epoch had a finite {best.metric}; "
+                 "using the last epoch's weights.")
+        elif cfg.train.get("export_best"):
             epoch = best.restore_weights()
             weights.update(epoch=epoch, chosen_by=f"best {best.metric}")
             _log(f"Using the weights of epoch {epoch}, the best by {best.metric} "

@@ -100,8 +100,8 @@ def test_l1_loss_and_its_training_metric():
 @pytest.mark.parametrize("overrides, message", [
     ({"train__loss": "huber"}, r"config.train.loss: the loss must be 'auto' or one of "
                                r"\('mse', 'l1'\) for regression data; got 'huber'"),
-    ({"eval__validation_split": "test"}, "other than the test split"),
-    ({"eval__validation_split": "val"}, "must be a split of synthetic_mri"),
+    ({"eval__validation_split": "test"}, "is the test split"),
+    ({"eval__validation_split": "val"}, "'val' is not a split of synthetic_mri"),
     ({"train__optimizer": "adagrad"}, "config.train.optimizer must be one of"),
     ({"model__channels": [4, 8, 16, 32, 64, 128, 256]}, "divisible by 64"),
 ])
