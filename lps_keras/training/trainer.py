@@ -184,7 +184,8 @@ class Trainer:
     def check(self):
         """Checks every setting of the run without training or writing the run directory:
         the config's values, the training data (one batch is read), the model, optimizer
-        and schedules, the evaluation (the run's own path on two examples) and the export
+        and schedules, the evaluation (the run's own path on two examples), the per-epoch
+        validation (on two examples of its split, if any) and the export
         settings (the export directory is created to prove it writable). Raises
         `lps_keras.errors.ConfigError` (or a data error) naming what is wrong. `run` does
         all of this before its first training step."""
@@ -195,6 +196,10 @@ class Trainer:
 
     def _check_after_training_settings(self, model):
         preflight.check_evaluation(model, self._evaluate, self.config.eval.batch_size)
+        validator = Validator.from_config(self.config, self.info)
+        if validator is not None:  # the validation split is read and scored once
+            with preflight.setting("config.eval.validation_split"):
+                validator.on_first(2)(model)
         if self.config.export.enabled:
             preflight.check_export(model, self.config, self.info)
 

@@ -80,6 +80,14 @@ class Validator:
         self._arrays = None
         self._wrapped = None
 
+    def on_first(self, num_examples):
+        """The same validator on the first `num_examples` examples only (the pre-training
+        check of the validation path)."""
+        settings = dict(self.data_settings, num_examples=int(num_examples))
+        return Validator(self.dataset, self.split, self.task, self.loss_fn, self.batch_size,
+                         self.mean, self.std, self.max_shift, self.ignore_index,
+                         self.num_classes, self.seed, **settings)
+
     @property
     def metric_names(self):
         """The names of the metrics `__call__` returns (without the `val_` prefix)."""
