@@ -147,6 +147,13 @@ def get_base_config():
     config.train.lr_schedule = ml_collections.ConfigDict(
         {"name": "multistep", "milestones": [100], "gamma": 0.1})
     config.train.tau_schedule = tau_recipe("cifar")
+    # A history metric (e.g. "val_accuracy", "val_mean_iou", "val_psnr", "val_loss"; "min"
+    # for names ending in loss or nmse, "max" otherwise) whose best epoch is kept in
+    # checkpoints/best/. Empty: no best checkpoint.
+    config.train.best_metric = ""
+    # True: evaluate, save and export the best checkpoint's weights instead of the last
+    # epoch's (needs best_metric).
+    config.train.export_best = False
 
     config.eval = ml_collections.ConfigDict()
     config.eval.split = "test"  # evaluated at the end of the run
@@ -154,9 +161,11 @@ def get_base_config():
     config.eval.num_examples = 0  # 0: the whole split
     config.eval.max_shift = 3  # C-Cons/S-Cons shifts (CIFAR protocol)
     config.eval.seg_max_shift = 32  # mASSC shifts
-    # Scored after every epoch (regression runs); never the test split. Empty: none.
+    # Scored during training (lps_keras.training.validation); never the test split (e.g.
+    # "validation" for the synthetic data). Empty: no validation.
     config.eval.validation_split = ""
-    config.eval.num_validation_examples = 0  # 0: the whole validation split
+    config.eval.validate_every = 1  # epochs between validations (the last is always scored)
+    config.eval.num_validation_examples = 500  # the first N of the split; 0: all of it
 
     config.export = ml_collections.ConfigDict()
     config.export.enabled = True  # a SavedModel at the end of the run

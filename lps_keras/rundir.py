@@ -4,9 +4,13 @@
 
 A run directory holds:
 - `config.json`: the resolved config, written at start;
-- `checkpoints/`: model, optimizer, epoch counter and Gumbel seed states after each epoch;
-- `history.jsonl`: one JSON line per completed epoch;
-- `tensorboard/`: scalars;
+- `checkpoints/`: model, optimizer, epoch counter and Gumbel seed states after each epoch
+  (and the best value and epoch so far of `config.train.best_metric`, when set);
+- `checkpoints/best/`: with `config.train.best_metric`, the weights of the best epoch so
+  far (`best-<epoch>`, the two newest kept) and `best.json` (metric, mode, value, epoch);
+- `history.jsonl`: one JSON line per completed epoch (training loss and metric, the
+  learning rate of the epoch's first and last step, `val_<metric>` on validated epochs);
+- `tensorboard/`: scalars: `train/...`, `validation/...` per epoch, `test/...` at the end;
 - `model.keras` and `results.json` at the end;
 - `eval/`: what `eval.py` writes for the run by default;
 - `config_changes.jsonl`: settings changed when the run was resumed (if any);
@@ -28,6 +32,7 @@ from lps_keras.errors import RunDirectoryError
 
 CONFIG = "config.json"
 CHECKPOINTS = "checkpoints"
+BEST = "best"  # inside CHECKPOINTS
 HISTORY = "history.jsonl"
 TENSORBOARD = "tensorboard"
 MODEL = "model.keras"
@@ -118,6 +123,9 @@ class RunDirectory:
 
     config_path = _member(CONFIG, "`config.json`: the resolved config.")
     checkpoints = _member(CHECKPOINTS, "`checkpoints/`: the chief's training checkpoints.")
+    best_checkpoints = property(
+        lambda self: os.path.join(self.checkpoints, BEST),
+        doc="`checkpoints/best/`: the best epoch's weights (`config.train.best_metric`).")
     history_path = _member(HISTORY, "`history.jsonl`: one JSON line per completed epoch.")
     tensorboard = _member(TENSORBOARD, "`tensorboard/`: the scalar summaries.")
     model_path = _member(MODEL, "`model.keras`: the trained model.")

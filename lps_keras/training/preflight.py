@@ -78,7 +78,8 @@ def check_settings(config, info, num_replicas):
         check_loss(info.task, config.train.get("loss", "auto"))
     from lps_keras.training.validation import Validator
 
-    Validator.from_config(config, info)  # raises ConfigError for a bad validation split
+    validator = Validator.from_config(config, info)  # ConfigError for a bad split
+    check_best_metric(config, info, validator)
     shift_key = "eval.seg_max_shift" if info.task == "segmentation" else "eval.max_shift"
     shift = _get(config, shift_key)
     if shift is not None:
@@ -101,6 +102,31 @@ def check_settings(config, info, num_replicas):
 
         with setting("config.export.name"):
             check_name(config.export.name or config.name)
+
+
+def check_best_metric(config, info, validator):
+    """`config.train.best_metric` must be a metric every history record (or every validated
+    one) has; `config.train.export_best` needs it."""
+    from lps_keras.training.builders import TRAIN_METRICS
+
+    name = config.train.get("best_metric") or ""
+    export_best = config.train.get("export_best", False)
+    if not isinstance(export_best, bool):
+        raise ConfigError(f"config.train.export_best must be True or False; got "
+                          f"{export_best!r}.")
+    if export_best and not name:
+        raise ConfigError("config.train.export_best=True needs config.train.best_metric "
+                          "(e.g. 'val_loss') to choose the best epoch.")
+    if not name:
+        return
+    choices = ["loss", TRAIN_METRICS[info.task][0]]
+    if validator is not None:
+        choices += [f"val_{m}" for m in validator.metric_names]
+    if name not in choices:
+        hint = "" if validator is not None or not name.startswith("val_") else (
+            " (val_ metrics need config.eval.validation_split)")
+        raise ConfigError(f"config.train.best_metric: {name!r} is not recorded by this run"
+                          f"{hint}; choose one of {', '.join(choices)}.")
 
 
 def steps_per_epoch(cardinality, config):

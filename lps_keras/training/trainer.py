@@ -8,13 +8,24 @@ A run directory (layout in `lps_keras.rundir`) holds:
 - `config.json`: the resolved config, written at start;
 - `checkpoints/`: model, optimizer, epoch counter and Gumbel seed states after each epoch
   (`tf.train.CheckpointManager`: a crash mid-save leaves the previous one valid);
-- `history.jsonl`: one JSON line per completed epoch;
-- `tensorboard/`: scalars;
+- `checkpoints/best/`: the best epoch's weights by `config.train.best_metric` (if set;
+  `checkpoints.BestCheckpoint`);
+- `history.jsonl`: one JSON line per completed epoch, with the validation metrics
+  (`val_<metric>`, `lps_keras.training.validation`) of validated epochs;
+- `tensorboard/`: scalars `train/...`, `validation/...` and, at the end, `test/...`;
 - `model.keras` and `results.json` at the end: the test metrics of
   `lps_keras.evaluation.evaluate` (the same path as `eval.py`, which reproduces them for
   the run directory) and the history; every accuracy, consistency, IoU and mASSC in
   percent (0-100).
 A run restarted with the same flags resumes from its last completed epoch.
+
+The weights evaluated, saved as `model.keras` and exported are the last epoch's, unless
+`config.train.export_best` is True: then they are the best checkpoint's (`results.json`
+says which, under `weights`).
+
+Console: on a terminal each epoch draws a Keras progress bar; when stdout is not a
+terminal (a log file, a pipe) each epoch prints one line instead (epoch, loss, training
+metric, validation metrics, seconds), so a log holds no progress-bar control codes.
 
 Set `LPS_KERAS_WEIGHTS_CHECKSUM=1` to make every process print
 `weights_checksum=<float> worker=<index>` after training (the tests compare replicas and
@@ -25,6 +36,7 @@ import collections
 import json
 import os
 import shutil
+import sys
 import time
 
 import keras
@@ -47,7 +59,7 @@ from lps_keras.rundir import RunDirectory
 from lps_keras.training import builders, checkpoints, preflight, resume
 from lps_keras.training.distribute import is_chief, worker_index
 from lps_keras.training.naming import run_name
-from lps_keras.training.validation import Validator
+from lps_keras.training.validation import Validator, larger_is_better
 
 
 def _log(message):
@@ -133,7 +145,8 @@ class Trainer:
         # Trace the replica step once, as a function of its own, so every replica runs the
         # same graph: traced per replica thread, collectives (gradient all-reduce, synced
         # BN) get instance keys in different orders and fail or mismatch.
-        replica_fn = tf.function(replica_step, jit_compile=self._use_xla())
+        self._xla = self._use_xla()
+        replica_fn = tf.function(replica_step, jit_compile=self._xla)
 
         @tf.function
         def train_step(batch):
@@ -171,7 +184,8 @@ class Trainer:
     def check(self):
         """Checks every setting of the run without training or writing the run directory:
         the config's values, the training data (one batch is read), the model, optimizer
-        and schedules, the evaluation (the run's own path on two examples) and the export
+        and schedules, the evaluation (the run's own path on two examples), the per-epoch
+        validation (on two examples of its split, if any) and the export
         settings (the export directory is created to prove it writable). Raises
         `lps_keras.errors.ConfigError` (or a data error) naming what is wrong. `run` does
         all of this before its first training step."""
@@ -182,6 +196,10 @@ class Trainer:
 
     def _check_after_training_settings(self, model):
         preflight.check_evaluation(model, self._evaluate, self.config.eval.batch_size)
+        validator = Validator.from_config(self.config, self.info)
+        if validator is not None:  # the validation split is read and scored once
+            with preflight.setting("config.eval.validation_split"):
+                validator.on_first(2)(model)
         if self.config.export.enabled:
             preflight.check_export(model, self.config, self.info)
 
@@ -209,14 +227,22 @@ class Trainer:
         preflight.check_settings(cfg, self.info, self.strategy.num_replicas_in_sync)
         changes = self._check_stored_config() if chief else {}
         steps, model, optimizer, epoch_var, tau_schedule = self._build()
+        best = None
+        if cfg.train.get("best_metric"):
+            best = checkpoints.BestCheckpoint(
+                self.run_dir.best_checkpoints, model, cfg.train.best_metric,
+                larger_is_better(cfg.train.best_metric))
+        extra = {"best": best.state} if best is not None else {}
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var,
-                                         seed_states=_seed_states(model))
+                                         seed_states=_seed_states(model), **extra)
         ckpt_dir = self.run_dir.checkpoints
         if not chief:  # every worker must save; only the chief's copy is kept
             ckpt_dir = self.run_dir.worker_checkpoints(worker_index()[1])
         manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=2)
         restored = checkpoints.restore_newest_valid(checkpoint, manager, _log)
         start_epoch = int(epoch_var.numpy())
+        if best is not None and chief and restored is not None:
+            best.check_resumed(_log)
         epochs = int(cfg.train.epochs)
         if chief:
             stored = self.run_dir.read_results() if start_epoch >= epochs else None
@@ -243,6 +269,8 @@ class Trainer:
             self.task, ignore, cfg.train.get("loss", "auto")))
         metric, scale, _ = builders.TRAIN_METRICS[self.task]
         validator = Validator.from_config(cfg, self.info) if chief else None
+        every = int(cfg.eval.get("validate_every", 1))
+        interactive = chief and sys.stdout.isatty()
         writer = tf.summary.create_file_writer(self.run_dir.tensorboard) \
             if chief else tf.summary.create_noop_writer()
         if start_epoch < epochs:
@@ -256,12 +284,21 @@ class Trainer:
             # A fresh, epoch-seeded pipeline: a resumed run sees the same data order.
             data = self._dataset("train", True, int(cfg.seed) * 100_003 + epoch)
             dist = iter(self.strategy.experimental_distribute_dataset(data))
-            bar = keras.utils.Progbar(steps, verbose=1 if chief else 0,
+            bar = keras.utils.Progbar(steps, verbose=1 if interactive else 0,
                                       stateful_metrics=["loss", metric])
-            _log(f"Epoch {epoch + 1}/{epochs}" + (f" (tau {tau:.3g})" if tau else ""))
+            if interactive:
+                _log(f"Epoch {epoch + 1}/{epochs}" + (f" (tau {tau:.3g})" if tau else ""))
             sums = np.zeros(4)
             start = time.time()
+            lr_first = lr_last = None
             for step in range(steps):
+                if epoch == start_epoch and step == 0:
+                    _log("Compiling the train step" + (" (XLA)" if self._xla else "")
+                         + " ...")
+                if step == 0:
+                    lr_first = float(optimizer.learning_rate)  # the rate this step uses
+                if step == steps - 1:
+                    lr_last = float(optimizer.learning_rate)
                 values = np.array([float(v) for v in _checked_data(train_step, dist)])
                 if not np.isfinite(values[0]):
                     raise self._diverged(epoch, f"step {step + 1}: the loss is {values[0]}")
@@ -276,18 +313,30 @@ class Trainer:
             # Training accuracy in percent, like every metric in results.json.
             record = {"epoch": epoch + 1, "loss": sums[0] / sums[1],
                       metric: scale * sums[2] / max(sums[3], 1), "tau": tau,
-                      "learning_rate": float(optimizer.learning_rate),
+                      "learning_rate_first_step": lr_first,
+                      "learning_rate_last_step": lr_last,
                       "seconds": time.time() - start}
             if chief:
-                validation = validator(model) if validator is not None else {}
-                if validation:
+                validation = {}
+                if validator is not None and ((epoch + 1) % every == 0
+                                              or epoch + 1 == epochs):
+                    validation = validator(model)
                     record.update({f"val_{k}": v for k, v in validation.items()})
-                    _log("Validation: " + ", ".join(f"{k} {v:.4g}"
-                                                    for k, v in validation.items()))
+                    record["validation_seconds"] = time.time() - start - record["seconds"]
+                improved = best is not None and best.update(
+                    epoch + 1, record.get(cfg.train.best_metric))
+                if interactive:
+                    if validation:
+                        _log("Validation: " + ", ".join(f"{k} {v:.4g}"
+                                                        for k, v in validation.items())
+                             + (f" (best {cfg.train.best_metric} so far)" if improved else ""))
+                else:
+                    _log(self._epoch_line(record, epochs, metric, improved))
                 self.run_dir.append_history(record)
                 history.append(record)
                 with writer.as_default(step=epoch + 1):
-                    for key in ("loss", metric, "learning_rate"):
+                    for key in ("loss", metric, "learning_rate_first_step",
+                                "learning_rate_last_step"):
                         tf.summary.scalar(f"train/{key}", record[key])
                     for key, value in validation.items():
                         tf.summary.scalar(f"validation/{key}", value)
@@ -295,6 +344,7 @@ class Trainer:
                         tf.summary.scalar("train/tau", tau)
                 writer.flush()
             epoch_var.assign(epoch + 1)
+            # After the best checkpoint (see `checkpoints.BestCheckpoint`).
             manager.save(checkpoint_number=epoch + 1)
 
         if os.environ.get(CHECKSUM_ENV) == "1":
@@ -304,7 +354,7 @@ class Trainer:
         if not chief:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
             return None
-        return self._finish(model, history)
+        return self._finish(model, history, best, writer)
 
     def _check_stored_config(self):
         """Compares the config with the one the run started with, when there is a run to
@@ -323,6 +373,22 @@ class Trainer:
             _log("WARNING: " + resume.describe_changes(changes))
         return changes
 
+    @staticmethod
+    def _epoch_line(record, epochs, metric, improved):
+        """The one line an epoch prints when stdout is not a terminal."""
+        unit = "%" if metric == "accuracy" else ""
+        parts = [f"loss {record['loss']:.4f}", f"{metric} {record[metric]:.2f}{unit}"]
+        parts += [f"{k} {v:.4g}" for k, v in record.items()
+                  if k.startswith("val_") and isinstance(v, float)]
+        if record.get("tau") is not None:
+            parts.append(f"tau {record['tau']:.3g}")
+        parts.append(f"lr {record['learning_rate_last_step']:.3g}")
+        parts.append(f"{record['seconds']:.1f} s"
+                     + (f" (+{record['validation_seconds']:.1f} s validation)"
+                        if "validation_seconds" in record else ""))
+        return (f"Epoch {record['epoch']}/{epochs}: " + ", ".join(parts)
+                + (" [best]" if improved else ""))
+
     def _diverged(self, epoch, where):
         done = f"epoch {epoch}" if epoch else "no epoch (the run starts afresh)"
         return DivergenceError(
@@ -332,15 +398,44 @@ class Trainer:
             f"{self.config.train.learning_rate}) and run again: the run resumes from there "
             "(a changed learning rate is allowed on resume).")
 
-    def _finish(self, model, history):
+    def _finish(self, model, history, best, writer):
         cfg = self.config
+        epochs = int(cfg.train.epochs)
+        weights = {"epoch": epochs, "chosen_by": "last epoch"}
+        if best is not None:
+            weights["best"] = {"metric": best.metric,
+                               "mode": "max" if best.larger else "min",
+                               "value": best.best_value, "epoch": best.best_epoch,
+                               "checkpoint": best.path()}
+        if cfg.train.get("export_best") and best.path() is None:
+            # Not knowable before training: keep the run's results rather than fail.
+            _log(f"WARNING: config.train.export_best: no epoch had a finite {best.metric}; "
+                 "using the last epoch's weights.")
+        elif cfg.train.get("export_best"):
+            epoch = best.restore_weights()
+            weights.update(epoch=epoch, chosen_by=f"best {best.metric}")
+            _log(f"Using the weights of epoch {epoch}, the best by {best.metric} "
+                 f"({best.best_value:.6g}; config.train.export_best).")
         results = self.evaluate(model)
+        results["weights"] = weights
         results["history"] = history
         metric, _, unit = builders.TRAIN_METRICS[self.task]
-        results["history_units"] = {"loss": "mean per-example training loss",
-                                    metric: unit,
-                                    "learning_rate": "at the end of the epoch",
-                                    "seconds": "wall-clock time of the epoch"}
+        results["history_units"] = {
+            "loss": "mean per-example training loss", metric: unit,
+            "learning_rate_first_step": "learning rate of the epoch's first optimizer step",
+            "learning_rate_last_step": "learning rate of the epoch's last optimizer step",
+            "seconds": "wall-clock time of the epoch's training steps",
+            "validation_seconds": "wall-clock time of the epoch's validation",
+            "val_*": "on config.eval.validation_split (first num_validation_examples); "
+                     "loss as the training loss, accuracy/mean_iou/circular_consistency/"
+                     "circular_massc in percent, psnr in dB, ssim in [0, 1], nmse and "
+                     "equivariance_nmse as plain ratios"}
+        with writer.as_default(step=epochs):
+            for key, value in results.items():
+                if key not in ("num_examples", "max_shift", "seed") \
+                        and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    tf.summary.scalar(f"test/{key}", value)
+        writer.flush()
         keras_path = self.run_dir.model_path
         with rundir.staged_file(keras_path) as tmp:
             model.save(tmp)

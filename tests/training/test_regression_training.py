@@ -48,9 +48,11 @@ def test_a_unet_trains_validates_and_reports_reconstruction_metrics(tmp_path):
                if line]
     assert [h["epoch"] for h in history] == [1, 2]
     for record in history:
-        assert {"loss", "psnr", "val_psnr", "val_ssim", "val_nmse", "learning_rate"} <= set(record)
+        assert {"loss", "psnr", "val_psnr", "val_ssim", "val_nmse", "val_loss",
+                "val_equivariance_nmse", "learning_rate_first_step"} <= set(record)
         assert np.isfinite(record["val_psnr"]) and 0 < record["val_ssim"] <= 1
-    assert history[0]["learning_rate"] == pytest.approx(1e-3)  # Adam, step decay after 5
+    assert history[0]["learning_rate_first_step"] == pytest.approx(1e-3)  # Adam, step decay
+    assert history[0]["val_equivariance_nmse"] == 0.0  # exact: APS + APS-U, circular
     assert history[1]["loss"] < history[0]["loss"]
     stored = json.loads((workdir / "results.json").read_text())
     for key in ("psnr", "ssim", "nmse", "zero_filled_psnr", "equivariance_nmse",
@@ -98,8 +100,8 @@ def test_l1_loss_and_its_training_metric():
 @pytest.mark.parametrize("overrides, message", [
     ({"train__loss": "huber"}, r"config.train.loss: the loss must be 'auto' or one of "
                                r"\('mse', 'l1'\) for regression data; got 'huber'"),
-    ({"eval__validation_split": "test"}, "other than the test split"),
-    ({"eval__validation_split": "val"}, "must be a split of synthetic_mri"),
+    ({"eval__validation_split": "test"}, "is the test split"),
+    ({"eval__validation_split": "val"}, "'val' is not a split of synthetic_mri"),
     ({"train__optimizer": "adagrad"}, "config.train.optimizer must be one of"),
     ({"model__channels": [4, 8, 16, 32, 64, 128, 256]}, "divisible by 64"),
 ])
@@ -110,10 +112,12 @@ def test_bad_regression_settings_fail_before_training(tmp_path, overrides, messa
     assert not (tmp_path / "run" / "history.jsonl").exists()
 
 
-def test_classifiers_refuse_a_validation_split_for_now(tmp_path):
-    from configs.default import get_config as classifier_config
+def test_cifar10_has_no_validation_split_and_says_what_to_do(tmp_path):
+    from configs.cifar10_resnet18_lps import get_config as cifar_config
 
-    config = classifier_config()
+    config = cifar_config()
     config.eval.validation_split = "validation"
-    with pytest.raises(ConfigError, match="implemented for regression data"):
+    with pytest.raises(ConfigError, match="holding part of the training set out is not "
+                       "implemented: leave config.eval.validation_split empty"):
         Trainer(config, str(tmp_path / "run"), tf.distribute.get_strategy()).check()
+    assert not (tmp_path / "run").exists()
