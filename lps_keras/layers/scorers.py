@@ -123,7 +123,7 @@ class _Scorer(keras.layers.Layer):
         per_pixel = ops.matmul(ops.reshape(x, (-1, x.shape[-1])), taps)
         pooled = invariant_mean(ops.reshape(per_pixel, (ops.shape(x)[0], -1)), axis=1)
         if conv.use_bias:
-            pooled = pooled + ops.mean(ops.cast(conv.bias, SELECTION_DTYPE))
+            pooled = pooled + invariant_mean(conv.bias)
         return pooled
 
     @staticmethod
