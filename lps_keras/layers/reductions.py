@@ -44,7 +44,11 @@ def invariant_sum(x, axis=None, keepdims=False):
 
 def invariant_mean(x, axis=None, keepdims=False):
     """`mean(x, axis)` accumulated in float64; returns float64."""
-    x = ops.cast(x, SELECTION_DTYPE)
+    return mean(ops.cast(x, SELECTION_DTYPE), axis=axis, keepdims=keepdims)
+
+
+def mean(x, axis=None, keepdims=False):
+    """`ops.mean` in `x`'s own dtype (float64 stays float64 on JAX too)."""
     if keras.backend.backend() == "tensorflow":
         return ops.mean(x, axis=axis, keepdims=keepdims)
     # Keras (3.15) computes `ops.mean` on JAX in `result_type(x.dtype, "float32")`, which it
@@ -54,7 +58,7 @@ def invariant_mean(x, axis=None, keepdims=False):
     count = 1
     for a in axes:
         count = count * shape[a]
-    return ops.sum(x, axis=axis, keepdims=keepdims) / ops.cast(count, SELECTION_DTYPE)
+    return ops.sum(x, axis=axis, keepdims=keepdims) / ops.cast(count, x.dtype)
 
 
 def x64_available():

@@ -34,7 +34,13 @@ from keras import ops
 from lps_keras.layers import _validation
 from lps_keras.layers.initializers import TorchUniform
 from lps_keras.layers.padding import pad2d
-from lps_keras.layers.reductions import SELECTION_DTYPE, invariant_mean, set_softmax, set_sum
+from lps_keras.layers.reductions import (
+    SELECTION_DTYPE,
+    invariant_mean,
+    mean,
+    set_softmax,
+    set_sum,
+)
 
 SCORERS = ("conv", "conv_skip", "attention", "attention_bn", "graph", "perceptron")
 HEADS = ("single", "official")
@@ -115,7 +121,7 @@ class _Scorer(keras.layers.Layer):
             return invariant_mean(y, axis=(1, 2, 3))
         taps = ops.sum(ops.cast(conv.kernel, x.dtype), axis=(0, 1))  # [C, filters]
         if conv.filters > 1:
-            taps = ops.mean(taps, axis=-1, keepdims=True)  # [C, 1]
+            taps = mean(taps, axis=-1, keepdims=True)  # [C, 1]
         if skip is not None:  # + mean over skip's channels, in the same matvec
             c = skip.shape[-1]
             x = ops.concatenate([x, skip], axis=-1)

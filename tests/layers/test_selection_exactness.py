@@ -63,6 +63,7 @@ def _check_pairs(make_layer, stride, inits, images_per_init, jit_compile=False):
         layer = make_layer()
         x = natural_images(images_per_init, SIZE, CHANNELS, seed=init)
         if jit_compile:
+            layer(x[:1], training=False)  # build (create the weights) outside the trace
             forward = compiled(lambda v, layer=layer: layer(v, training=False))
         else:
             forward = lambda v, layer=layer: layer(v, training=False)  # noqa: E731
