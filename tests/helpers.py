@@ -13,6 +13,35 @@ def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
 
 
+def compiled(fn):
+    """`fn` compiled with XLA on the current backend (`tf.function(jit_compile=True)` on
+    TensorFlow, `jax.jit` on JAX)."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.jit(fn)
+    xla = tf.function(fn, jit_compile=True)
+    return lambda *args: xla(*(tf.constant(a) if isinstance(a, np.ndarray) else a
+                               for a in args))
+
+
+def gradients(loss_fn, variables):
+    """Gradients of `loss_fn()` (a scalar) with respect to Keras `variables`, on the
+    current backend (TensorFlow's GradientTape, or `jax.grad` through a StatelessScope)."""
+    variables = list(variables)
+    if keras.backend.backend() == "jax":
+        import jax
+
+        def loss_of(values):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
+                return loss_fn()
+
+        return jax.grad(loss_of)([v.value for v in variables])
+    with tf.GradientTape() as tape:
+        loss = loss_fn()
+    return tape.gradient(loss, variables)
+
+
 def _outputs(result):
     return result if isinstance(result, (tuple, list)) else (result,)
 
@@ -29,7 +58,8 @@ def run_layer_test(layer_cls, init_kwargs, input_shape, expected_output_shapes,
     - config round trip gives an equal config and equal outputs (same weights);
     - symbolic call in a functional model gives the expected shapes, eager matches it;
     - `.keras` save/load reproduces the outputs;
-    - `tf.function(jit_compile=True)` (XLA) matches eager;
+    - a compiled call (XLA: `tf.function(jit_compile=True)` on TensorFlow, `jax.jit` on
+      JAX) matches eager;
     - one training step with `fit` runs and leaves finite weights.
     """
     call_kwargs = dict(call_kwargs or {})
@@ -60,8 +90,7 @@ def run_layer_test(layer_cls, init_kwargs, input_shape, expected_output_shapes,
     reloaded = keras.saving.load_model(path)
     assert_all_close(reloaded(x, training=False), eager, atol=atol)
 
-    xla = tf.function(lambda v: model(v, training=False), jit_compile=True)
-    assert_all_close(xla(tf.constant(x)), eager, atol=1e-5)
+    assert_all_close(compiled(lambda v: model(v, training=False))(x), eager, atol=1e-5)
 
     if train:
         head = keras.layers.GlobalAveragePooling2D()(_outputs(symbolic)[0])

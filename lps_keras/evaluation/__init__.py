@@ -16,19 +16,40 @@ normalises, so a standard shift fills with black, as in the papers. Regression d
 (image-to-image) has no pixel scale: its arrays are used as the data package gives them.
 """
 
-from lps_keras.evaluation.loading import (
-    LoadedModel,
-    default_output_dir,
-    load_arrays,
-    settings_from_config,
-)
-from lps_keras.evaluation.plots import (
-    plot_consistency,
-    plot_equivariance,
-    plot_reconstruction_examples,
-    plot_segmentation_examples,
-)
-from lps_keras.evaluation.runner import EVAL_MODES, default_eval_mode, evaluate, summary
+import importlib
+
+# `loading` and `runner` read data through `lps_keras.data` (tf.data), so they import
+# TensorFlow; the protocols (`shifts`, `classification`, `segmentation`, `reconstruction`,
+# published as `lps_keras.metrics`) do not. The names below are therefore resolved on first
+# access, so that `import lps_keras.metrics` works without TensorFlow (README "Backends").
+_LAZY = {
+    "LoadedModel": "loading",
+    "default_output_dir": "loading",
+    "load_arrays": "loading",
+    "settings_from_config": "loading",
+    "plot_consistency": "plots",
+    "plot_equivariance": "plots",
+    "plot_reconstruction_examples": "plots",
+    "plot_segmentation_examples": "plots",
+    "EVAL_MODES": "runner",
+    "default_eval_mode": "runner",
+    "evaluate": "runner",
+    "summary": "runner",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module = importlib.import_module(f"lps_keras.evaluation.{_LAZY[name]}")
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lps_keras.evaluation' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "EVAL_MODES",

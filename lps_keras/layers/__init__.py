@@ -1,5 +1,8 @@
 """Keras layers for shift-invariant and shift-equivariant CNNs."""
 
+import warnings
+
+from lps_keras.layers import reductions as _reductions
 from lps_keras.layers.antialias import get_antialias
 from lps_keras.layers.batch_norm import TorchBatchNormalization
 from lps_keras.layers.ddac import DDAC2D
@@ -52,3 +55,10 @@ __all__ = [
     "polyphase_merge",
     "polyphase_split",
 ]
+
+if not _reductions.x64_available():
+    warnings.warn(
+        "lps_keras on JAX without float64 (jax_enable_x64 is off): the selection and pooling "
+        "sums run in float32, so shift invariance/equivariance holds up to float32 rounding, "
+        "not bit for bit. Set JAX_ENABLE_X64=1 (or jax.config.update('jax_enable_x64', True) "
+        "before building a model) for the exact guarantee.", stacklevel=2)

@@ -28,10 +28,16 @@ Float64 inputs are summed in float64 as they are: there is no wider type to accu
 `float32_selection()` traces a model with float32 in place of float64 (for TFLite, whose
 builtin ops have no float64 kernels; see `lps_keras.export_formats`). It is for export
 only: the order-free argument above then holds to float32 precision, not float64.
+
+JAX: float64 exists only with `jax_enable_x64` (`JAX_ENABLE_X64=1`, or
+`jax.config.update("jax_enable_x64", True)` before building a model); without it JAX turns
+every float64 into float32 (with a warning), so these sums stay float32 and the guarantee
+falls back to "equal up to float32 rounding". `x64_available()` tells which case holds.
 """
 
 import contextlib
 
+import keras
 from keras import ops
 
 SELECTION_DTYPE = "float64"
@@ -67,7 +73,30 @@ def invariant_sum(x, axis=None, keepdims=False):
 
 def invariant_mean(x, axis=None, keepdims=False):
     """`mean(x, axis)` accumulated in float64 (`selection_dtype()`); returns float64."""
-    return ops.mean(ops.cast(x, selection_dtype()), axis=axis, keepdims=keepdims)
+    return mean(ops.cast(x, selection_dtype()), axis=axis, keepdims=keepdims)
+
+
+def mean(x, axis=None, keepdims=False):
+    """`ops.mean` in `x`'s own dtype (float64 stays float64 on JAX too)."""
+    if keras.backend.backend() == "tensorflow":
+        return ops.mean(x, axis=axis, keepdims=keepdims)
+    # Keras (3.15) computes `ops.mean` on JAX in `result_type(x.dtype, "float32")`, which it
+    # rounds down to float32 even for float64 `x`: divide a float64 sum instead.
+    shape = ops.shape(x)
+    axes = range(len(shape)) if axis is None else (axis,) if isinstance(axis, int) else axis
+    count = 1
+    for a in axes:
+        count = count * shape[a]
+    return ops.sum(x, axis=axis, keepdims=keepdims) / ops.cast(count, x.dtype)
+
+
+def x64_available():
+    """Whether float64 is a real float64 on this backend (False only on JAX without x64)."""
+    if keras.backend.backend() != "jax":
+        return True
+    import jax
+
+    return bool(jax.config.jax_enable_x64)
 
 
 def set_sum(x, axis, keepdims=False):

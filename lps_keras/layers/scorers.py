@@ -36,6 +36,7 @@ from lps_keras.layers.initializers import TorchUniform
 from lps_keras.layers.padding import pad2d
 from lps_keras.layers.reductions import (
     invariant_mean,
+    mean,
     selection_dtype,
     set_softmax,
     set_sum,
@@ -120,7 +121,7 @@ class _Scorer(keras.layers.Layer):
             return invariant_mean(y, axis=(1, 2, 3))
         taps = ops.sum(ops.cast(conv.kernel, x.dtype), axis=(0, 1))  # [C, filters]
         if conv.filters > 1:
-            taps = ops.mean(taps, axis=-1, keepdims=True)  # [C, 1]
+            taps = mean(taps, axis=-1, keepdims=True)  # [C, 1]
         if skip is not None:  # + mean over skip's channels, in the same matvec
             c = skip.shape[-1]
             x = ops.concatenate([x, skip], axis=-1)
@@ -128,7 +129,7 @@ class _Scorer(keras.layers.Layer):
         per_pixel = ops.matmul(ops.reshape(x, (-1, x.shape[-1])), taps)
         pooled = invariant_mean(ops.reshape(per_pixel, (ops.shape(x)[0], -1)), axis=1)
         if conv.use_bias:
-            pooled = pooled + ops.mean(ops.cast(conv.bias, selection_dtype()))
+            pooled = pooled + invariant_mean(conv.bias)
         return pooled
 
     @staticmethod

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 
 from lps_keras.layers import (
     DDAC2D,
@@ -13,6 +14,8 @@ from lps_keras.layers import (
     PolyphaseUpsampling2D,
 )
 from tests.helpers import serve_in_fresh_process, to_numpy
+
+pytestmark = pytest.mark.tf_only  # SavedModel export and serving
 
 
 def _model_with_every_layer():

@@ -7,8 +7,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.tf_only  # tf.distribute.MirroredStrategy
 
 
 def test_replicas_draw_different_noise_and_agree_at_inference():

@@ -8,10 +8,9 @@ that shortcut (and the padding modes where it must not be taken).
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from lps_keras.layers.scorers import get_scorer
-from tests.helpers import to_numpy
+from tests.helpers import gradients, to_numpy
 
 NUMPY_PAD = {"circular": "wrap", "zeros": "constant", "reflect": "reflect",
              "symmetric": "symmetric"}
@@ -118,13 +117,13 @@ def test_official_head_gradients_reach_every_filter_as_in_pytorch(rng, name):
     # d mean_o(conv_o) / d kernel_o is the same for every filter o (1/h of the mean
     # filter's gradient), and d/d bias_o = 1/h: what PyTorch computes for the official
     # layer. A head that took only one filter would leave the others at zero.
-    components = tf.constant(rng.normal(size=(2, 4, 5, 5, 4)))
+    components = keras.ops.convert_to_tensor(rng.normal(size=(2, 4, 5, 5, 4)))
     scorer = get_scorer(name, 4, head="official", dtype="float64")
     scorer.build(components.shape)
     weights = [scorer.conv2.kernel, scorer.conv2.bias]
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(scorer(components) * tf.constant(rng.normal(size=(2, 4))))
-    g_kernel, g_bias = (to_numpy(g) for g in tape.gradient(loss, weights))
+    mix = keras.ops.convert_to_tensor(rng.normal(size=(2, 4)))
+    grads = gradients(lambda: keras.ops.sum(scorer(components) * mix), weights)
+    g_kernel, g_bias = (to_numpy(g) for g in grads)
     assert np.abs(g_kernel).max() > 1e-3
     np.testing.assert_allclose(g_kernel, np.repeat(g_kernel[..., :1], 4, axis=-1),
                                rtol=1e-12)

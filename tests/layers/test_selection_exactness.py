@@ -11,10 +11,9 @@ of 4,320 pairs for the default LPS layer and 34 of 2,400 for APS l2 on these inp
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from lps_keras.layers import SCORERS, APSDownsampling2D, LPSDownsampling2D, polyphase_split
-from tests.helpers import low_res_shift, natural_images
+from tests.helpers import compiled, low_res_shift, natural_images
 
 SIZE = 48  # divisible by 2 and 3
 CHANNELS = 4
@@ -64,8 +63,8 @@ def _check_pairs(make_layer, stride, inits, images_per_init, jit_compile=False):
         layer = make_layer()
         x = natural_images(images_per_init, SIZE, CHANNELS, seed=init)
         if jit_compile:
-            forward = tf.function(lambda v, layer=layer: layer(v, training=False),
-                                  jit_compile=True)
+            layer(x[:1], training=False)  # build (create the weights) outside the trace
+            forward = compiled(lambda v, layer=layer: layer(v, training=False))
         else:
             forward = lambda v, layer=layer: layer(v, training=False)  # noqa: E731
         f, p = _count_flips(forward, x, stride, shifts)

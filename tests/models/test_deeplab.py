@@ -78,6 +78,13 @@ def test_lps_segmenter_round_trips(tmp_path):
     model.save(tmp_path / "segmenter.keras")
     reloaded = keras.saving.load_model(tmp_path / "segmenter.keras")
     np.testing.assert_array_equal(to_numpy(reloaded(x, training=False)), expected)
+
+
+@pytest.mark.tf_only  # SavedModel export
+def test_lps_segmenter_exports(tmp_path):
+    model = deeplabv3plus("resnet18", **SMALL)
+    x = np.random.default_rng(1).normal(size=(2, 64, 64, 3)).astype("float32")
+    expected = to_numpy(model(x, training=False))
     model.export(str(tmp_path / "segmenter"), verbose=False)
     (served,) = serve_in_fresh_process(tmp_path / "segmenter", x, tmp_path)
     np.testing.assert_allclose(served, expected, atol=1e-4)

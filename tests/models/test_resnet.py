@@ -210,6 +210,15 @@ def test_lps_classifier_round_trips(tmp_path):
     model.save(path)
     np.testing.assert_array_equal(to_numpy(keras.saving.load_model(path)(x, training=False)),
                                   expected)
+
+
+@pytest.mark.tf_only  # SavedModel export
+def test_lps_classifier_exports(tmp_path):
+    model = resnet20(num_classes=10, input_shape=(32, 32, 3), stem="cifar",
+                     downsampling="lps", antialias="lowpass3")
+    x = np.random.default_rng(1).normal(size=(3, 32, 32, 3)).astype("float32")
+    calibrate_batchnorm(model, x)
+    expected = to_numpy(model(x, training=False))
     model.export(str(tmp_path / "classifier"), verbose=False)
     (served,) = serve_in_fresh_process(tmp_path / "classifier", x, tmp_path)
     np.testing.assert_allclose(served, expected, atol=1e-5)
