@@ -133,7 +133,7 @@ def test_segmenter_matches_keras_and_stays_equivariant(fmt, tmp_path):
 
 
 def test_argmax_equals_keras_argmax_in_every_mode():
-    """The top_k-based selection argmax gives `ops.argmax`'s index (its -0.0 and subnormal
+    """The mask-based selection argmax gives `ops.argmax`'s index (its -0.0 and subnormal
     handling included), in eager, graph and XLA, and its graph has no bit operations."""
     specials = [0.0, -0.0, np.nan, np.inf, -np.inf, 1.0, -1.0, 1e-40, -1e-40, 5e-324,
                 -5e-324, 1e-310, -1e-310, np.finfo(np.float32).tiny, 3.0]

@@ -47,6 +47,45 @@ _SYNTHETIC_SPLIT_SIZES = {"train": 10000, "validation": 2000, "test": 2000}
 _SYNTHETIC_SEG_SPLIT_SIZES = {"train": 2000, "validation": 500, "test": 500}
 _SYNTHETIC_MRI_SPLIT_SIZES = {"train": 2000, "validation": 200, "test": 200}
 
+# A split made of the last `holdout` examples of the training split, which "train" then
+# leaves out: validation data for datasets that have no validation split of their own.
+HOLDOUT_SPLIT = "holdout"
+HOLDOUT_DATASETS = ("cifar10",)  # in-memory training splits without a validation split
+
+
+def check_holdout(name, split, holdout):
+    """Raises ValueError unless `holdout` (examples held out of the training split) and
+    `split` fit dataset `name`: a non-negative int, 0 for datasets outside
+    `HOLDOUT_DATASETS`, and positive for the `"holdout"` split."""
+    if not isinstance(holdout, (int, np.integer)) or isinstance(holdout, bool) or holdout < 0:
+        raise ValueError(f"`holdout` (config.data.holdout) must be a non-negative int; got "
+                         f"{holdout!r}.")
+    if (holdout or split == HOLDOUT_SPLIT) and name not in HOLDOUT_DATASETS:
+        raise ValueError(
+            f"`holdout` (config.data.holdout={holdout}) and the {HOLDOUT_SPLIT!r} split are "
+            f"only implemented for "
+            f"{', '.join(HOLDOUT_DATASETS)}; {name} has its own splits "
+            f"({', '.join(dataset_info(name).splits)}): validate on one of them and set "
+            "holdout to 0.")
+    if split == HOLDOUT_SPLIT and not holdout:
+        raise ValueError(
+            f"The {HOLDOUT_SPLIT!r} split is the last `holdout` training examples; set "
+            "config.data.holdout to how many (e.g. 5000 for CIFAR-10).")
+
+
+def hold_out(images, targets, split, holdout):
+    """`split`'s share of the training arrays with the last `holdout` examples held out:
+    `"train"` keeps the others, `"holdout"` is those. Other splits pass unchanged."""
+    if not holdout or split not in ("train", HOLDOUT_SPLIT):
+        return images, targets
+    if holdout >= len(images):
+        raise ValueError(
+            f"`holdout` (config.data.holdout={holdout}) would hold out all "
+            f"{len(images)} training examples; hold out fewer (e.g. a tenth).")
+    keep = slice(None, -holdout) if split == "train" else slice(-holdout, None)
+    return images[keep], targets[keep]
+
+
 # Augmentation tokens understood per dataset family (combine with "+", e.g. "flip+shift").
 _TOKENS = {
     "small": ("flip", "shift", "crop"),  # shift: circular roll; crop: zero-pad + random crop
@@ -92,6 +131,7 @@ def build_dataset(
     drop_remainder=None,
     cache=None,
     num_examples=None,
+    holdout=0,
     image_size=None,
     resize_size=None,
     crop_size=None,
@@ -141,6 +181,8 @@ def build_dataset(
         num_examples: Synthetic data: number of examples (default 10000/2000/2000 for
             train/validation/test, 2000/500/500 for segmentation, 2000/200/200 for
             `synthetic_mri`).
+        holdout: CIFAR-10: hold the last `holdout` training examples out of `"train"`;
+            they form the split `"holdout"` (validation data, never trained on). 0: none.
         image_size: Synthetic: side of the generated images (default 32 / 64; 64 for
             `synthetic_mri`). ImageNet family: side of the crop (default 224). `fastmri`:
             the centre crop when `crop_size` is not given.
@@ -180,7 +222,8 @@ def build_dataset(
             f"got {source!r}. 'folder': the dataset's files under data_dir; 'tfds': a prepared "
             "TFDS copy; 'auto': the files if found, else TFDS."
         )
-    if split not in info.splits and not (
+    check_holdout(name, split, holdout)
+    if split not in info.splits + (HOLDOUT_SPLIT,) and not (
         source == "tfds" and name in ("cifar10", "imagenet", "imagenette")
     ):
         raise ValueError(
@@ -219,7 +262,9 @@ def build_dataset(
     elif name == "cifar10":
         if image_size not in (None, 32):
             raise ValueError(f"CIFAR-10 images are 32x32; got image_size={image_size}.")
-        images, labels = cifar.load_cifar10(split, data_dir=data_dir, source=source)
+        images, labels = cifar.load_cifar10("train" if split == HOLDOUT_SPLIT else split,
+                                            data_dir=data_dir, source=source)
+        images, labels = hold_out(images, labels, split, holdout)
         ds = _array_dataset(images, labels, **opts)
         fn = _small_classification_fn(tokens, finalize, max_shift, pad)
     elif name in ("imagenet", "imagenette", "image_folder"):

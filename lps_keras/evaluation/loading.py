@@ -288,7 +288,7 @@ def default_output_dir(model, cwd=None):
 
 
 def load_arrays(dataset, split, data_dir=None, num_examples=None, seed=0, image_size=None,
-                resize_size=None, batch_size=100, crop_size=None, source="auto"):
+                resize_size=None, batch_size=100, crop_size=None, source="auto", holdout=0):
     """Raw images (float32, 0-255 scale) and targets of a split, in memory.
 
     Returns the first `num_examples` examples of the split (all when None) in the split's
@@ -296,14 +296,15 @@ def load_arrays(dataset, split, data_dir=None, num_examples=None, seed=0, image_
     Regression (MRI) datasets return `(inputs, targets)`, both float32 `[N, H, W, 1]` in
     model units (normalised zero-filled inputs and targets; nothing on a 0-255 scale).
     Synthetic data is generated for exactly `num_examples` (its generators are
-    prefix-stable, so this is the prefix of the full split).
+    prefix-stable, so this is the prefix of the full split). `holdout`: see
+    `build_dataset` (the `"holdout"` split of CIFAR-10).
 
     Raises:
         DatasetNotFoundError, CorruptDatasetError: see `build_dataset`; a corrupt image
             file met while reading raises `CorruptDatasetError` naming it.
     """
     kwargs = dict(data_dir=data_dir, training=False, augment="none", normalize=False,
-                  seed=seed, source=source)
+                  seed=seed, source=source, holdout=holdout)
     if image_size:
         kwargs["image_size"] = image_size
     if resize_size:

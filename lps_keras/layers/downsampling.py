@@ -52,28 +52,27 @@ def argmax(scores):
     """Per-sample index of the best of `scores` `[B, K]`, NaN counting as -inf; ties (all
     NaN included) go to the lowest index.
 
-    The same index in eager, `tf.function` and XLA: a plain argmax is not, because TF and
-    XLA order NaN differently (XLA's max even skips NaN where TF's returns it).
+    The same index in eager, `tf.function` and XLA, and on every backend: a plain argmax
+    is not, because TF and XLA order NaN differently (XLA's max even skips NaN where TF's
+    returns it), and Keras' JAX argmax compares float64 in float32 (so float64 scores a
+    float32 rounding apart tie there, and the lowest index wins).
 
-    Built on `top_k(k=1)` (lowest index first among equal values), not `ops.argmax`:
+    Built as the integer argmax of the mask of row maxima, in the scores' own dtype.
     Keras' TensorFlow argmax of floats emits `Bitcast`/`BitwiseAnd` (its -0.0 check),
-    which TFLite builtins and onnxruntime reject. The index is the one `ops.argmax` gave:
-    scores narrower than float32 are compared in float32, -0.0 (and a negative subnormal)
-    ranks just below +0.0, and subnormals otherwise count as zero, as TF's kernels see
-    them. Subnormals are flushed here explicitly, because XLA's top_k does not flush
-    float64 ones. Other backends keep `ops.argmax` (their top_k need not order ties).
-    (The integer argmax of `argmax_with_tiebreak` is a plain TF ArgMax, which exports.)"""
-    scores = _nan_to_neg_inf(scores)
-    if keras.backend.backend() != "tensorflow":
-        return ops.argmax(scores, axis=-1)
-    return _top1(_argmax_ready(scores))
+    which TFLite builtins and onnxruntime reject; the integer one is a plain ArgMax. The
+    index is the one TensorFlow's `ops.argmax` gives: scores narrower than float32 are
+    compared in float32, -0.0 (and a negative subnormal) ranks just below +0.0, and
+    subnormals otherwise count as zero, as TF's kernels see them (flushed here
+    explicitly, because XLA does not flush float64 subnormals)."""
+    ready = _argmax_ready(_nan_to_neg_inf(scores))
+    return _lowest_index(ops.equal(ready, _row_max(ready)))
 
 
 def _argmax_ready(scores):
-    """`scores` (NaN-free) as `ops.argmax` compared them, in float32 or float64, with
-    subnormals and zeros made explicit: +0.0 and positive subnormals become +0.0, -0.0
-    and negative subnormals `-tiny` (the smallest normal number, below +0.0 and above
-    every negative normal number). No bit operations, so it exports to TFLite/ONNX."""
+    """`scores` (NaN-free) as TensorFlow's `ops.argmax` compares them, in float32 or
+    float64, with subnormals and zeros made explicit: +0.0 and positive subnormals become
+    +0.0, -0.0 and negative subnormals `-tiny` (the smallest normal number, below +0.0 and
+    above every negative normal number). No bit operations, so it exports to TFLite/ONNX."""
     dtype = keras.backend.standardize_dtype(scores.dtype)
     if dtype not in ("float32", "float64"):
         dtype = "float32"
@@ -89,10 +88,10 @@ def _argmax_ready(scores):
     return ops.where(small, flushed, scores)
 
 
-def _top1(values):
-    """Index (int32, like `ops.argmax`) of the largest of `values` along the last axis,
-    the lowest one among equals: `tf.math.top_k` lists equal values lowest index first."""
-    return ops.top_k(values, k=1)[1][..., 0]
+def _lowest_index(mask):
+    """Index (int32) of the first True along the last axis of `mask` (0 if none): an
+    integer argmax, exact on every backend and a builtin op in TFLite and ONNX."""
+    return ops.cast(ops.argmax(ops.cast(mask, "int32"), axis=-1), "int32")
 
 
 def argmax_with_tiebreak(scores, second):
@@ -109,9 +108,8 @@ def argmax_with_tiebreak(scores, second):
     """
     best = _is_best(scores)
     second = ops.where(best, _nan_to_neg_inf(second), float("-inf"))
-    best = ops.logical_and(best, ops.equal(second, _row_max(second)))
-    # Argmax of a 0/1 mask: the lowest index of the components tied in both, NaN-free.
-    return ops.argmax(ops.cast(best, "int32"), axis=-1)
+    # The lowest index of the components tied in both.
+    return _lowest_index(ops.logical_and(best, ops.equal(second, _row_max(second))))
 
 
 def has_tie(scores):

@@ -127,7 +127,9 @@ class _Scorer(keras.layers.Layer):
             x = ops.concatenate([x, skip], axis=-1)
             taps = ops.concatenate([taps, ops.full((c, 1), 1.0 / c, dtype=x.dtype)], axis=0)
         per_pixel = ops.matmul(ops.reshape(x, (-1, x.shape[-1])), taps)
-        pooled = invariant_mean(ops.reshape(per_pixel, (ops.shape(x)[0], -1)), axis=1)
+        shape = ops.shape(x)
+        # The batch as -1, not the pixels: an empty batch leaves nothing to infer -1 from.
+        pooled = invariant_mean(ops.reshape(per_pixel, (-1, shape[1] * shape[2])), axis=1)
         if conv.use_bias:
             pooled = pooled + invariant_mean(conv.bias)
         return pooled

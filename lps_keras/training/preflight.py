@@ -58,6 +58,8 @@ def check_settings(config, info, num_replicas):
         ("data.max_shift", check_non_negative_int),
         ("data.num_train_examples", check_non_negative_int),
         ("data.num_eval_examples", check_non_negative_int),
+        ("data.holdout", check_non_negative_int),
+        ("eval.validate_every", check_positive_int),
     )
     for dotted, check in checks:
         value = _get(config, dotted)

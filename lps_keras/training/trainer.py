@@ -115,7 +115,7 @@ class Trainer:
         d = self.config.data
         kwargs = dict(data_dir=d.data_dir or None, training=training, seed=seed,
                       augment=d.augment if training else "none", normalize=normalize,
-                      max_shift=d.max_shift, source=d.source)
+                      max_shift=d.max_shift, source=d.source, holdout=d.get("holdout", 0))
         for key in ("image_size", "crop_size"):
             if d.get(key):
                 kwargs[key] = d[key]

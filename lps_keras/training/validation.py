@@ -2,9 +2,10 @@
 
 `config.eval.validation_split` names the split (empty: no validation). It must be a split
 of the dataset other than the test split (`config.eval.split`): the test metrics of
-`results.json` stay untouched by model selection. A dataset without a validation split
-(CIFAR-10 has only train and test) cannot be validated: holding part of the training set
-out is not implemented, and the setting is refused with a `ConfigError` saying so.
+`results.json` stay untouched by model selection. CIFAR-10 has only train and test: there
+`config.data.holdout=N` holds the last N training images out of training, and the split
+`"holdout"` scores them (`lps_keras.data.pipeline.hold_out`). Anything else is refused
+with a `ConfigError` that says what to set.
 
 Every `config.eval.validate_every` epochs (and after the last one) the trainer calls the
 `Validator` on the first `config.eval.num_validation_examples` examples of the split (0:
@@ -28,8 +29,10 @@ All of it runs the model in inference mode on raw inputs through
 import numpy as np
 import tensorflow as tf
 
+from lps_keras.data.pipeline import HOLDOUT_DATASETS, HOLDOUT_SPLIT, check_holdout
 from lps_keras.errors import ConfigError
 from lps_keras.evaluation.loading import LoadedModel, load_arrays
+from lps_keras.training.preflight import setting
 
 VALIDATION_SEG_SHIFTS = 2
 # Direction of every validation metric: True when larger is better. Names ending in
@@ -97,16 +100,15 @@ class Validator:
     def from_config(cls, config, info):
         """The run's validator, or None when `config.eval.validation_split` is empty.
 
-        Raises `ConfigError` for a split that is not one of the dataset's or is the test
-        split, and for `config.eval.validate_every` below 1.
+        Raises `ConfigError` for a split that is not one of the dataset's (or the held-out
+        part of its training split) or is the test split.
         """
         from lps_keras.training import builders
 
         split = config.eval.get("validation_split") or ""
-        every = config.eval.get("validate_every", 1)
-        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
-            raise ConfigError(f"config.eval.validate_every must be a positive int (epochs "
-                              f"between validations); got {every!r}.")
+        holdout = config.data.get("holdout", 0)
+        with setting("config.data.holdout"):
+            check_holdout(info.name, split, holdout)
         if not split:
             return None
         if split == config.eval.split:
@@ -115,11 +117,15 @@ class Validator:
                 f"(config.eval.split); validate on another split of {info.name} "
                 f"({', '.join(s for s in info.splits if s != config.eval.split)}), so that "
                 "choosing by validation never sees the test data.")
-        if split not in info.splits:
+        if split not in info.splits + (HOLDOUT_SPLIT,):
             others = [s for s in info.splits if s not in ("train", config.eval.split)]
             advice = (f"use one of {', '.join(others)}" if others else
+                      f"{info.name} has no split besides train and the test split: set "
+                      f"config.data.holdout=<N> and config.eval.validation_split="
+                      f"'{HOLDOUT_SPLIT}' to validate on the last N training examples, "
+                      "which are then not trained on" if info.name in HOLDOUT_DATASETS else
                       f"{info.name} has no split besides train and the test split, and "
-                      "holding part of the training set out is not implemented: leave "
+                      "holding part of its training set out is not implemented: leave "
                       "config.eval.validation_split empty (no validation)")
             raise ConfigError(
                 f"config.eval.validation_split: {split!r} is not a split of {info.name} "
@@ -140,7 +146,8 @@ class Validator:
                    data_dir=data.data_dir or None,
                    num_examples=int(config.eval.get("num_validation_examples") or 0) or None,
                    image_size=data.get("image_size") or None,
-                   crop_size=data.get("crop_size") or None, source=data.get("source") or "auto")
+                   crop_size=data.get("crop_size") or None, source=data.get("source") or "auto",
+                   holdout=holdout)
 
     def arrays(self):
         """The validation inputs (raw) and targets (read once)."""

@@ -198,6 +198,37 @@ def test_cifar10_pipeline(cifar_dir, cifar_arrays):
         data.build_dataset("cifar10", "train", 8, data_dir=cifar_dir, image_size=64)
 
 
+def test_cifar10_holdout_partitions_the_training_split(cifar_dir, cifar_arrays):
+    images, labels = cifar_arrays["train"]  # 20 images
+    kwargs = dict(data_dir=cifar_dir, normalize=False, training=False, holdout=6)
+    kept = _collect(data.build_dataset("cifar10", "train", 5, **kwargs))
+    held = _collect(data.build_dataset("cifar10", "holdout", 5, **kwargs))
+    np.testing.assert_array_equal(kept[0], images[:14])
+    np.testing.assert_array_equal(held[0], images[14:])  # the last 6, in order
+    np.testing.assert_array_equal(np.concatenate([kept[1], held[1]]), labels)
+    # Training never sees a held-out image, whatever the shuffle and augmentation.
+    train = data.build_dataset("cifar10", "train", 2, data_dir=cifar_dir, holdout=6, seed=3)
+    assert int(train.cardinality()) == 7
+    # The test split is untouched.
+    test = _collect(data.build_dataset("cifar10", "test", 4, **kwargs))
+    np.testing.assert_array_equal(test[0], cifar_arrays["test"][0])
+
+
+@pytest.mark.parametrize("name, split, holdout, match", [
+    ("cifar10", "holdout", 0, "set config.data.holdout"),
+    ("cifar10", "train", 20, "would hold out all 20 training examples"),
+    ("cifar10", "train", -1, "non-negative int"),
+    ("cifar10", "train", 2.5, "non-negative int"),
+    ("synthetic_shapes", "train", 5, "only implemented for cifar10; synthetic_shapes has "
+     "its own splits"),
+    ("synthetic_shapes", "holdout", 0, "only implemented for cifar10"),
+])
+def test_bad_holdouts_are_refused(cifar_dir, name, split, holdout, match):
+    with pytest.raises(ValueError, match=match):
+        ds = data.build_dataset(name, split, 4, data_dir=cifar_dir, holdout=holdout)
+        next(iter(ds))
+
+
 def test_image_folder_cache_keeps_contents(split_image_folder):
     kwargs = dict(
         data_dir=split_image_folder,

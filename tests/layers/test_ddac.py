@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from lps_keras.layers import DDAC2D
-from tests.helpers import run_layer_test, to_numpy
+from tests.helpers import batch_norm_tolerance, run_layer_test, to_numpy
 
 
 def test_constant_input_is_preserved():
@@ -85,7 +85,7 @@ def test_joint_softmax_matches_official_formula(rng, groups):
     layer.build(x.shape)
     _randomise_bn(layer, rng)
     y = to_numpy(layer(x.astype("float64"), training=False))
-    np.testing.assert_allclose(y, _official_ddac(x, layer, 1e-5), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(y, _official_ddac(x, layer, 1e-5), **batch_norm_tolerance())
     if groups > 1:  # the default (per-group softmax, Keras epsilon) is another function
         other = DDAC2D(kernel_size=3, groups=groups, dtype="float64")
         other.build(x.shape)
@@ -100,7 +100,7 @@ def test_epsilon_reaches_batch_norm(rng):
     layer.build(x.shape)
     _randomise_bn(layer, rng)
     y = to_numpy(layer(x, training=False))
-    np.testing.assert_allclose(y, _official_ddac(x, layer, 1e-5), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(y, _official_ddac(x, layer, 1e-5), **batch_norm_tolerance())
     assert np.abs(y - _official_ddac(x, layer, 1e-3)).max() > 1e-3
     assert layer.kernel_norm.epsilon == 1e-5 and DDAC2D().kernel_norm.epsilon == 1e-3
 

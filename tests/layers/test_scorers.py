@@ -169,7 +169,13 @@ def test_torch_init_bounds_every_conv_and_dense_layer(name):
         kernel = to_numpy(layer.kernel)
         bound = 1.0 / np.sqrt(np.prod(kernel.shape[:-1]))  # fan_in of the kernel
         assert np.abs(kernel).max() <= bound
-        assert np.abs(kernel).max() > 0.9 * bound, layer.name  # not Keras' glorot bound
+        # Not just within the bound but spanning it: a 16-weight head alone reaches 0.9 of
+        # it only 81% of the time, so draw the layer's initializer with 20 other seeds.
+        init = layer.kernel_initializer
+        draws = np.stack([to_numpy(type(init).from_config({**init.get_config(), "seed": s})(
+            kernel.shape)) for s in range(20)])
+        assert np.abs(draws).max() <= bound
+        assert np.abs(draws).max() > 0.9 * bound, layer.name
         if layer.use_bias:
             bias = to_numpy(layer.bias)
             assert np.abs(bias).max() <= bound and np.all(bias != 0), layer.name

@@ -166,6 +166,7 @@ def test_default_scorer_width_is_a_quarter_of_the_input_channels():
                                     "stage4_block1_down": 512}
 
 
+@pytest.mark.tf_only  # benchmarks.macs counts with TensorFlow's graph profiler
 def test_default_lps_resnet18_costs_at_most_1_6x_the_strided_macs():
     from benchmarks.macs import count_macs
 

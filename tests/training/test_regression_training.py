@@ -111,13 +111,3 @@ def test_bad_regression_settings_fail_before_training(tmp_path, overrides, messa
                 tf.distribute.get_strategy()).check()
     assert not (tmp_path / "run" / "history.jsonl").exists()
 
-
-def test_cifar10_has_no_validation_split_and_says_what_to_do(tmp_path):
-    from configs.cifar10_resnet18_lps import get_config as cifar_config
-
-    config = cifar_config()
-    config.eval.validation_split = "validation"
-    with pytest.raises(ConfigError, match="holding part of the training set out is not "
-                       "implemented: leave config.eval.validation_split empty"):
-        Trainer(config, str(tmp_path / "run"), tf.distribute.get_strategy()).check()
-    assert not (tmp_path / "run").exists()

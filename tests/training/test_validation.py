@@ -126,7 +126,12 @@ def test_the_best_checkpoint_keeps_the_better_epoch(tmp_path):
     ({"eval__validation_split": "test"}, "is the test split"),
     ({"eval__validation_split": "val"}, "not a split of synthetic_shapes"),
     ({"eval__validation_split": "train"}, "is the training data"),
-    ({"eval__validate_every": 0}, "validate_every must be a positive int"),
+    ({"eval__validate_every": 0}, "validate_every` must be a positive int"),
+    ({"eval__validation_split": "holdout"}, "config.data.holdout: .*'holdout' split are "
+     "only implemented for cifar10"),
+    ({"data__holdout": 8}, "only implemented for cifar10; synthetic_shapes has its own "
+     "splits"),
+    ({"data__holdout": -1}, "config.data.holdout` must be a non-negative int"),
     ({"train__best_metric": "val_accuracy"}, r"val_ metrics need config.eval.validation"),
     ({"train__best_metric": "val_psnr", "eval__validation_split": "validation"},
      "choose one of loss, accuracy, val_loss, val_accuracy, val_circular_consistency"),
@@ -192,3 +197,43 @@ def test_a_redirected_train_py_prints_one_line_per_epoch_and_no_progress_codes(t
     assert {"validation/mean_iou", "validation/circular_massc", "validation/loss",
             "test/mean_iou", "test/circular_massc", "train/learning_rate_first_step"} \
         <= set(tags)
+
+
+def test_cifar10_validates_on_the_held_out_end_of_its_training_split(tmp_path, capsys):
+    from tests.training.test_preflight import write_cifar10
+
+    data_dir = write_cifar10(str(tmp_path / "data"), 96, np.random.default_rng(0))
+    config = tiny_config(tmp_path, data__name="cifar10", data__data_dir=data_dir,
+                         data__holdout=32, eval__validation_split="holdout",
+                         eval__num_validation_examples=0, export__enabled=False)
+    info = dataset_info("cifar10", data_dir=data_dir)
+    validator = Validator.from_config(config, info)
+    inputs, targets = validator.arrays()
+    train_images, train_labels = cifar_train(data_dir)
+    np.testing.assert_array_equal(inputs, train_images[-32:])
+    np.testing.assert_array_equal(targets, train_labels[-32:])
+
+    capsys.readouterr()
+    results = train(config, tmp_path / "run")
+    (record,) = results["history"]
+    assert {"val_loss", "val_accuracy", "val_circular_consistency"} <= set(record)
+    # (96 - 32) / 32 steps: the held-out 32 are not trained on.
+    assert "epochs 1-1, 2 steps of 32 images" in capsys.readouterr().out
+
+
+def cifar_train(data_dir):
+    from lps_keras.data import cifar
+
+    return cifar.load_cifar10("train", data_dir=data_dir, source="folder")
+
+
+def test_cifar10_without_a_holdout_is_told_how_to_validate(tmp_path):
+    from configs.cifar10_resnet18_lps import get_config as cifar_config
+    from lps_keras.training.trainer import Trainer
+
+    config = cifar_config()
+    config.eval.validation_split = "validation"
+    with pytest.raises(ConfigError, match="set config.data.holdout=<N> and "
+                       "config.eval.validation_split='holdout'"):
+        Trainer(config, str(tmp_path / "run"), tf.distribute.get_strategy()).check()
+    assert not (tmp_path / "run").exists()  # refused before the run directory exists
