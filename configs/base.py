@@ -122,8 +122,9 @@ def get_base_config():
     config.data.crop_size = 0  # segmentation crop; 0: dataset default
     config.data.num_train_examples = 0  # synthetic data only; 0: default size
     config.data.num_eval_examples = 0  # synthetic data only; 0: default size
-    # CIFAR-10 only: the last N training images are held out of training and form the
-    # split "holdout" (for config.eval.validation_split). 0: train on all of them.
+    # CIFAR-10 and ImageNet-family folders: N training images (a fixed random choice) are
+    # held out of training and form the split "holdout" (for config.eval.validation_split).
+    # 0: train on all of them.
     config.data.holdout = 0
 
     config.model = ml_collections.ConfigDict({

@@ -12,10 +12,23 @@ before JAX is imported): the layers accumulate their selection sums in float64, 
 bitwise shift tests rely on (README "Backends").
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_ENABLE_X64", "1")
+if os.environ.get("KERAS_BACKEND") == "jax" and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    # Eager JAX compiles every op for every new shape, and most of the JAX run's time goes
+    # to compiling the same small programs again in each xdist worker: one compilation
+    # cache for the session (the workers inherit this environment) lets them share. It
+    # stores the executables XLA built, so results are the same; it is removed at exit.
+    _jax_cache = tempfile.mkdtemp(prefix="lps_keras_jax_cache_")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _jax_cache
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+    atexit.register(shutil.rmtree, _jax_cache, ignore_errors=True)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -235,15 +235,40 @@ def calibrate_batchnorm(model, x):
     Random-weight ResNets in inference mode use the initial statistics (mean 0, var 1), so
     activations grow with depth and logits reach 1e3; float32 rounding then swamps an
     absolute tolerance. Calibrated statistics keep logits O(1) and the check meaningful.
+    On JAX the pass is jitted (see `inference`).
     """
     norms = [layer for layer in model._flatten_layers()
              if isinstance(layer, keras.layers.BatchNormalization)]
     saved = [layer.momentum for layer in norms]
     for layer in norms:
         layer.momentum = 0.0
-    model(x, training=True)
+    if keras.backend.backend() == "jax":
+        import jax
+
+        step = jax.jit(lambda t, n, v: model.stateless_call(t, n, v, training=True)[1])
+        updated = step([w.value for w in model.trainable_variables],
+                       [w.value for w in model.non_trainable_variables], x)
+        for variable, value in zip(model.non_trainable_variables, updated, strict=True):
+            variable.assign(value)
+    else:
+        model(x, training=True)
     for layer, momentum in zip(norms, saved, strict=True):
         layer.momentum = momentum
+
+
+def inference(model):
+    """`x -> numpy outputs of model(x, training=False)`: a plain call on TensorFlow, and
+    jitted on JAX, the way `fit`/`predict` run a model there. Eager JAX compiles every op
+    separately for each new shape, which makes model-level sweeps several times slower;
+    eager JAX is covered by the layer tests."""
+    if keras.backend.backend() != "jax":
+        return lambda x: to_numpy(model(x, training=False))
+    import jax
+
+    forward = jax.jit(lambda t, n, v: model.stateless_call(t, n, v, training=False)[0])
+    return lambda x: to_numpy(forward([w.value for w in model.trainable_variables],
+                                      [w.value for w in model.non_trainable_variables],
+                                      x))
 
 
 def natural_images(num, size, channels, seed):

@@ -82,9 +82,11 @@ assert lps_keras.metrics.shift_consistency(clf, x, mode="circular", seed=0) == 1
 
 
 def check_equivariant(model, x, what):
+    # Two shifts: the JAX run of tests/models sweeps many more; this is about running
+    # without TensorFlow.
     y = run(model, x)
     assert y.shape[:3] == x.shape[:3] and np.ptp(y) > 0, (what, y.shape)
-    for s in SHIFTS:
+    for s in SHIFTS[1:3]:
         assert (run(model, np.roll(x, s, (1, 2))) == np.roll(y, s, (1, 2))).all(), (what, s)
 
 

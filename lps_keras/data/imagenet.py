@@ -235,7 +235,7 @@ def preprocess_train(
     return tf.ensure_shape(image, [image_size, image_size, 3])
 
 
-def image_folder_dataset(root, class_names=None, shuffle=False, seed=None):
+def image_folder_dataset(root, class_names=None, shuffle=False, seed=None, select=None):
     """An unbatched dataset of decoded `(uint8 [H, W, 3], int32 [])` from a folder.
 
     Corrupt files: iteration fails at the first file that is not an image, with an error
@@ -248,11 +248,15 @@ def image_folder_dataset(root, class_names=None, shuffle=False, seed=None):
         shuffle: Shuffle the file list (all of it, cheaply: only paths are shuffled) each
             epoch, before decoding.
         seed: Shuffle seed.
+        select: Optional `(paths, labels) -> (paths, labels)` applied to the sorted file
+            list before anything is read (e.g. `lps_keras.data.holdout.hold_out`).
 
     Returns:
         `(dataset, class_names)`.
     """
     paths, labels, class_names = list_image_folder(root, class_names=class_names)
+    if select is not None:
+        paths, labels = select(np.asarray(paths), labels)
     ds = tf.data.Dataset.from_tensor_slices((paths, labels))
     if shuffle:
         ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)

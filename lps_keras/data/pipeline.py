@@ -27,6 +27,7 @@ import tensorflow as tf
 from lps_keras.data import augment as aug
 from lps_keras.data import cifar, fastmri, imagenet, synthetic, synthetic_mri, voc
 from lps_keras.data.errors import DatasetNotFoundError
+from lps_keras.data.holdout import HOLDOUT_SPLIT, check_holdout, hold_out
 
 # The registry lives in `registry`; its names stay importable from here.
 from lps_keras.data.registry import (  # noqa: F401
@@ -46,45 +47,6 @@ _SYNTHETIC_SPLIT_SEEDS = {"train": 0, "validation": 1, "test": 2}
 _SYNTHETIC_SPLIT_SIZES = {"train": 10000, "validation": 2000, "test": 2000}
 _SYNTHETIC_SEG_SPLIT_SIZES = {"train": 2000, "validation": 500, "test": 500}
 _SYNTHETIC_MRI_SPLIT_SIZES = {"train": 2000, "validation": 200, "test": 200}
-
-# A split made of the last `holdout` examples of the training split, which "train" then
-# leaves out: validation data for datasets that have no validation split of their own.
-HOLDOUT_SPLIT = "holdout"
-HOLDOUT_DATASETS = ("cifar10",)  # in-memory training splits without a validation split
-
-
-def check_holdout(name, split, holdout):
-    """Raises ValueError unless `holdout` (examples held out of the training split) and
-    `split` fit dataset `name`: a non-negative int, 0 for datasets outside
-    `HOLDOUT_DATASETS`, and positive for the `"holdout"` split."""
-    if not isinstance(holdout, (int, np.integer)) or isinstance(holdout, bool) or holdout < 0:
-        raise ValueError(f"`holdout` (config.data.holdout) must be a non-negative int; got "
-                         f"{holdout!r}.")
-    if (holdout or split == HOLDOUT_SPLIT) and name not in HOLDOUT_DATASETS:
-        raise ValueError(
-            f"`holdout` (config.data.holdout={holdout}) and the {HOLDOUT_SPLIT!r} split are "
-            f"only implemented for "
-            f"{', '.join(HOLDOUT_DATASETS)}; {name} has its own splits "
-            f"({', '.join(dataset_info(name).splits)}): validate on one of them and set "
-            "holdout to 0.")
-    if split == HOLDOUT_SPLIT and not holdout:
-        raise ValueError(
-            f"The {HOLDOUT_SPLIT!r} split is the last `holdout` training examples; set "
-            "config.data.holdout to how many (e.g. 5000 for CIFAR-10).")
-
-
-def hold_out(images, targets, split, holdout):
-    """`split`'s share of the training arrays with the last `holdout` examples held out:
-    `"train"` keeps the others, `"holdout"` is those. Other splits pass unchanged."""
-    if not holdout or split not in ("train", HOLDOUT_SPLIT):
-        return images, targets
-    if holdout >= len(images):
-        raise ValueError(
-            f"`holdout` (config.data.holdout={holdout}) would hold out all "
-            f"{len(images)} training examples; hold out fewer (e.g. a tenth).")
-    keep = slice(None, -holdout) if split == "train" else slice(-holdout, None)
-    return images[keep], targets[keep]
-
 
 # Augmentation tokens understood per dataset family (combine with "+", e.g. "flip+shift").
 _TOKENS = {
@@ -181,8 +143,9 @@ def build_dataset(
         num_examples: Synthetic data: number of examples (default 10000/2000/2000 for
             train/validation/test, 2000/500/500 for segmentation, 2000/200/200 for
             `synthetic_mri`).
-        holdout: CIFAR-10: hold the last `holdout` training examples out of `"train"`;
-            they form the split `"holdout"` (validation data, never trained on). 0: none.
+        holdout: CIFAR-10 and ImageNet/Imagenette folders: hold `holdout` training examples
+            (a fixed random choice, see `lps_keras.data.holdout`) out of `"train"`; they
+            form the split `"holdout"` (validation data, never trained on). 0: none.
         image_size: Synthetic: side of the generated images (default 32 / 64; 64 for
             `synthetic_mri`). ImageNet family: side of the crop (default 224). `fastmri`:
             the centre crop when `crop_size` is not given.
@@ -222,7 +185,7 @@ def build_dataset(
             f"got {source!r}. 'folder': the dataset's files under data_dir; 'tfds': a prepared "
             "TFDS copy; 'auto': the files if found, else TFDS."
         )
-    check_holdout(name, split, holdout)
+    check_holdout(name, split, holdout, source)
     if split not in info.splits + (HOLDOUT_SPLIT,) and not (
         source == "tfds" and name in ("cifar10", "imagenet", "imagenette")
     ):
@@ -264,11 +227,12 @@ def build_dataset(
             raise ValueError(f"CIFAR-10 images are 32x32; got image_size={image_size}.")
         images, labels = cifar.load_cifar10("train" if split == HOLDOUT_SPLIT else split,
                                             data_dir=data_dir, source=source)
-        images, labels = hold_out(images, labels, split, holdout)
+        images, labels = hold_out((images, labels), split, holdout)
         ds = _array_dataset(images, labels, **opts)
         fn = _small_classification_fn(tokens, finalize, max_shift, pad)
     elif name in ("imagenet", "imagenette", "image_folder"):
-        ds = _imagenet_source(name, split, data_dir, source, manual_dir, cache, **opts)
+        ds = _imagenet_source(name, split, data_dir, source, manual_dir, cache, holdout,
+                              **opts)
         crop = image_size or 224
         resize = resize_size or int(round(crop / 0.875))  # the standard 224 / 256 ratio
         fn = _imagenet_fn(tokens, finalize, crop, resize, max_shift)
@@ -383,12 +347,14 @@ def _maybe_cache_and_shuffle(ds, cache, shuffle, seed):
 
 
 def _imagenet_source(
-    name, split, data_dir, source, manual_dir, cache, shuffle, seed, num_parallel_calls
+    name, split, data_dir, source, manual_dir, cache, holdout, shuffle, seed,
+    num_parallel_calls
 ):
     """Unbatched `(uint8 image, int32 label)` for the ImageNet family (folder or TFDS)."""
     folder = None
+    source_split = "train" if split == HOLDOUT_SPLIT else split
     if data_dir is not None and source != "tfds":
-        folder = imagenet.split_folder(data_dir, split)
+        folder = imagenet.split_folder(data_dir, source_split)
     if name == "image_folder" or source == "folder" or folder is not None:
         if data_dir is None:
             raise ValueError(f"{name} from folders needs `data_dir`.")
@@ -407,9 +373,15 @@ def _imagenet_source(
         # Without a cache, shuffle the (cheap) file list before decoding; with one, shuffle
         # the decoded examples after the cache (see _maybe_cache_and_shuffle).
         ds, _ = imagenet.image_folder_dataset(
-            folder, class_names=class_names, shuffle=shuffle and not cache, seed=seed
+            folder, class_names=class_names, shuffle=shuffle and not cache, seed=seed,
+            select=lambda paths, labels: hold_out((paths, labels), split, holdout),
         )
         return _maybe_cache_and_shuffle(ds, cache, shuffle, seed)
+    if holdout:
+        raise ValueError(
+            f"`holdout` (config.data.holdout={holdout}) needs {name}'s image folders: no "
+            f"'train' folder under {data_dir} (TFDS copies cannot be split here; set "
+            "config.data.source='folder' and data_dir to the folder with train/).")
     tfds_name = "imagenet2012" if name == "imagenet" else "imagenette"
     tfds_split = {"val": "validation"}.get(split, split)
     ds = imagenet.load_tfds_imagenet(

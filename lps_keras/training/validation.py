@@ -2,10 +2,11 @@
 
 `config.eval.validation_split` names the split (empty: no validation). It must be a split
 of the dataset other than the test split (`config.eval.split`): the test metrics of
-`results.json` stay untouched by model selection. CIFAR-10 has only train and test: there
-`config.data.holdout=N` holds the last N training images out of training, and the split
-`"holdout"` scores them (`lps_keras.data.pipeline.hold_out`). Anything else is refused
-with a `ConfigError` that says what to set.
+`results.json` stay untouched by model selection. CIFAR-10 has only train and test, and
+the ImageNet family reports on its "validation" split: there `config.data.holdout=N` holds
+N training images out of training, and the split `"holdout"` scores them
+(`lps_keras.data.holdout`). Anything else is refused with a `ConfigError` that says what
+to set.
 
 Every `config.eval.validate_every` epochs (and after the last one) the trainer calls the
 `Validator` on the first `config.eval.num_validation_examples` examples of the split (0:
@@ -29,7 +30,7 @@ All of it runs the model in inference mode on raw inputs through
 import numpy as np
 import tensorflow as tf
 
-from lps_keras.data.pipeline import HOLDOUT_DATASETS, HOLDOUT_SPLIT, check_holdout
+from lps_keras.data.holdout import HOLDOUT_DATASETS, HOLDOUT_SPLIT, check_holdout
 from lps_keras.errors import ConfigError
 from lps_keras.evaluation.loading import LoadedModel, load_arrays
 from lps_keras.training.preflight import setting
@@ -47,6 +48,20 @@ METRICS = {
 def larger_is_better(name):
     """Direction of a history metric (`val_` prefix allowed): False for losses and NMSEs."""
     return not (name.endswith("loss") or name.endswith("nmse"))
+
+
+def _other_splits_advice(info, test_split):
+    """What to validate on instead: another split, the held-out part of the training
+    split, or nothing."""
+    others = [s for s in info.splits if s not in ("train", test_split)]
+    if others:
+        return f"validate on {' or '.join(others)}"
+    if info.name in HOLDOUT_DATASETS:
+        return (f"{info.name} has no other split: set config.data.holdout=<N> and "
+                f"config.eval.validation_split='{HOLDOUT_SPLIT}' to validate on N training "
+                "examples that are then not trained on")
+    return (f"{info.name} has no other split, and holding part of its training set out "
+            "is not implemented: leave config.eval.validation_split empty (no validation)")
 
 
 class Validator:
@@ -108,28 +123,19 @@ class Validator:
         split = config.eval.get("validation_split") or ""
         holdout = config.data.get("holdout", 0)
         with setting("config.data.holdout"):
-            check_holdout(info.name, split, holdout)
+            check_holdout(info.name, split, holdout, config.data.get("source") or "auto")
         if not split:
             return None
         if split == config.eval.split:
             raise ConfigError(
                 f"config.eval.validation_split: {split!r} is the test split "
-                f"(config.eval.split); validate on another split of {info.name} "
-                f"({', '.join(s for s in info.splits if s != config.eval.split)}), so that "
-                "choosing by validation never sees the test data.")
+                f"(config.eval.split), and choosing by validation must never see the test "
+                f"data; {_other_splits_advice(info, config.eval.split)}.")
         if split not in info.splits + (HOLDOUT_SPLIT,):
-            others = [s for s in info.splits if s not in ("train", config.eval.split)]
-            advice = (f"use one of {', '.join(others)}" if others else
-                      f"{info.name} has no split besides train and the test split: set "
-                      f"config.data.holdout=<N> and config.eval.validation_split="
-                      f"'{HOLDOUT_SPLIT}' to validate on the last N training examples, "
-                      "which are then not trained on" if info.name in HOLDOUT_DATASETS else
-                      f"{info.name} has no split besides train and the test split, and "
-                      "holding part of its training set out is not implemented: leave "
-                      "config.eval.validation_split empty (no validation)")
             raise ConfigError(
                 f"config.eval.validation_split: {split!r} is not a split of {info.name} "
-                f"(splits: {', '.join(info.splits)}); {advice}.")
+                f"(splits: {', '.join(info.splits)}); "
+                f"{_other_splits_advice(info, config.eval.split)}.")
         if split == "train":
             raise ConfigError(
                 "config.eval.validation_split: 'train' is the training data; validate on "

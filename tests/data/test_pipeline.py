@@ -1,5 +1,7 @@
 """`build_dataset` / `dataset_info`: names, batching, normalisation and seeding."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -198,35 +200,44 @@ def test_cifar10_pipeline(cifar_dir, cifar_arrays):
         data.build_dataset("cifar10", "train", 8, data_dir=cifar_dir, image_size=64)
 
 
+def _indices(part, full):
+    """Where each image of `part` is in `full` (the images are all different)."""
+    rows = [image.tobytes() for image in full]
+    return [rows.index(image.tobytes()) for image in part]
+
+
 def test_cifar10_holdout_partitions_the_training_split(cifar_dir, cifar_arrays):
-    images, labels = cifar_arrays["train"]  # 20 images
+    images, labels = cifar_arrays["train"]  # 20 different images
     kwargs = dict(data_dir=cifar_dir, normalize=False, training=False, holdout=6)
     kept = _collect(data.build_dataset("cifar10", "train", 5, **kwargs))
     held = _collect(data.build_dataset("cifar10", "holdout", 5, **kwargs))
-    np.testing.assert_array_equal(kept[0], images[:14])
-    np.testing.assert_array_equal(held[0], images[14:])  # the last 6, in order
-    np.testing.assert_array_equal(np.concatenate([kept[1], held[1]]), labels)
-    # Training never sees a held-out image, whatever the shuffle and augmentation.
+    kept_at, held_at = _indices(kept[0], images), _indices(held[0], images)
+    assert len(held_at) == 6 and sorted(kept_at + held_at) == list(range(20))
+    assert kept_at == sorted(kept_at) and held_at == sorted(held_at)  # the split's order
+    assert held_at != list(range(14, 20))  # a random choice, not the last six
+    np.testing.assert_array_equal(held[1], labels[held_at])
+    # The same six whatever the run's seed; training never sees them.
+    again = _collect(data.build_dataset("cifar10", "holdout", 5, **{**kwargs, "seed": 7}))
+    np.testing.assert_array_equal(again[0], held[0])
     train = data.build_dataset("cifar10", "train", 2, data_dir=cifar_dir, holdout=6, seed=3)
     assert int(train.cardinality()) == 7
-    # The test split is untouched.
     test = _collect(data.build_dataset("cifar10", "test", 4, **kwargs))
     np.testing.assert_array_equal(test[0], cifar_arrays["test"][0])
 
 
-@pytest.mark.parametrize("name, split, holdout, match", [
-    ("cifar10", "holdout", 0, "set config.data.holdout"),
-    ("cifar10", "train", 20, "would hold out all 20 training examples"),
-    ("cifar10", "train", -1, "non-negative int"),
-    ("cifar10", "train", 2.5, "non-negative int"),
-    ("synthetic_shapes", "train", 5, "only implemented for cifar10; synthetic_shapes has "
-     "its own splits"),
-    ("synthetic_shapes", "holdout", 0, "only implemented for cifar10"),
-])
-def test_bad_holdouts_are_refused(cifar_dir, name, split, holdout, match):
-    with pytest.raises(ValueError, match=match):
-        ds = data.build_dataset(name, split, 4, data_dir=cifar_dir, holdout=holdout)
-        next(iter(ds))
+def test_image_folder_holdout_comes_from_the_train_folder(tmp_path, helpers):
+    root = str(tmp_path / "imagenette")
+    helpers.write_image_folder(os.path.join(root, "train"), per_class=4)  # 3 classes
+    helpers.write_image_folder(os.path.join(root, "val"), per_class=1)
+    kwargs = dict(data_dir=root, training=False, holdout=5, image_size=8, source="folder")
+    kept = _collect(data.build_dataset("imagenette", "train", 4, **kwargs))
+    held = _collect(data.build_dataset("imagenette", "holdout", 4, **kwargs))
+    assert (len(kept[1]), len(held[1])) == (7, 5)
+    assert sorted(np.concatenate([kept[1], held[1]]).tolist()) == [0] * 4 + [1] * 4 + [2] * 4
+    val = _collect(data.build_dataset("imagenette", "validation", 4, **kwargs))
+    assert len(val[1]) == 3  # untouched
+    with pytest.raises(ValueError, match="a TFDS copy cannot be split here"):
+        data.build_dataset("imagenette", "holdout", 4, holdout=5, source="tfds")
 
 
 def test_image_folder_cache_keeps_contents(split_image_folder):

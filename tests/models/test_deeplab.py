@@ -4,7 +4,13 @@ import pytest
 
 from lps_keras.layers import PolyphaseUpsampling2D
 from lps_keras.models import deeplabv3plus
-from tests.helpers import calibrate_batchnorm, natural_images, serve_in_fresh_process, to_numpy
+from tests.helpers import (
+    calibrate_batchnorm,
+    inference,
+    natural_images,
+    serve_in_fresh_process,
+    to_numpy,
+)
 
 SMALL = {"num_classes": 5, "input_shape": (64, 64, 3), "logits_channels": 8,
          "aspp_filters": 16, "decoder_filters": 16, "low_level_filters": 8}
@@ -13,8 +19,8 @@ SHIFTS = [(3, 5), (-8, 1), (7, -7), (32, -17), (1, 0)]
 
 def _equivariance_error(model, x):
     batch = np.concatenate([x] + [np.roll(x, s, (1, 2)) for s in SHIFTS])
-    out = to_numpy(model(batch, training=False)).reshape((len(SHIFTS) + 1, len(x)) +
-                                                        tuple(x.shape[1:3]) + (-1,))
+    out = inference(model)(batch).reshape((len(SHIFTS) + 1, len(x)) + tuple(x.shape[1:3])
+                                          + (-1,))
     errors = [np.abs(out[i + 1] - np.roll(out[0], s, (1, 2))).max()
               for i, s in enumerate(SHIFTS)]
     return max(errors), out[0]
@@ -100,7 +106,7 @@ def test_float32_segmentation_is_bitwise_equivariant(downsampling):
     calibrate_batchnorm(model, x)
     shifts = [(1, 0), (0, 1), (3, 5), (-7, 2), (16, 9), (31, -13)]
     batch = np.concatenate([x] + [np.roll(x, s, (1, 2)) for s in shifts])
-    out = to_numpy(model(batch, training=False)).reshape((len(shifts) + 1,) + x.shape[:3] + (5,))
+    out = inference(model)(batch).reshape((len(shifts) + 1,) + x.shape[:3] + (5,))
     assert out.dtype == np.float32 and np.ptp(out[0]) > 1e-3
     for n, shift in enumerate(shifts, start=1):
         assert np.array_equal(out[n], np.roll(out[0], shift, (1, 2))), shift

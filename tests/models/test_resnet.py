@@ -3,7 +3,13 @@ import numpy as np
 import pytest
 
 from lps_keras.models import resnet, resnet18, resnet20, resnet34, resnet50, resnet101
-from tests.helpers import calibrate_batchnorm, natural_images, serve_in_fresh_process, to_numpy
+from tests.helpers import (
+    calibrate_batchnorm,
+    inference,
+    natural_images,
+    serve_in_fresh_process,
+    to_numpy,
+)
 
 MODES = {
     "aps": {"downsampling": "aps"},
@@ -34,7 +40,7 @@ def _max_shift_error(model, x, seed):
     (outputs are per sample, so batching the shifted copies changes nothing)."""
     shifts = _shifts(seed)
     batch = np.concatenate([x] + [np.roll(x, s, (1, 2)) for s in shifts])
-    out = to_numpy(model(batch, training=False)).reshape((len(shifts) + 1,) + (len(x), -1))
+    out = inference(model)(batch).reshape((len(shifts) + 1,) + (len(x), -1))
     return np.abs(out[1:] - out[:1]).max(), out[0]
 
 
@@ -78,7 +84,7 @@ def test_float32_logits_are_bitwise_invariant(arch, mode):
     calibrate_batchnorm(model, x)
     shifts = _shifts(seed=len(mode), limit=size // 2)
     batch = np.concatenate([x] + [np.roll(x, s, (1, 2)) for s in shifts])
-    out = to_numpy(model(batch, training=False)).reshape((len(shifts) + 1, len(x), -1))
+    out = inference(model)(batch).reshape((len(shifts) + 1, len(x), -1))
     assert out.dtype == np.float32 and np.ptp(out[0]) > 1e-3
     unequal = np.any(out[1:] != out[:1], axis=-1)
     assert not unequal.any(), f"{int(unequal.sum())} of {unequal.size} (image, shift) pairs"

@@ -12,16 +12,15 @@ from lps_keras.layers import (
     PolyphaseUpsampling2D,
 )
 from lps_keras.models import SamplingSpec, UNetEncoder, resnet, unet
-from tests.helpers import calibrate_batchnorm, natural_images, to_numpy
+from tests.helpers import calibrate_batchnorm, inference, natural_images, to_numpy
 
 SHIFTS = list(itertools.product(range(-3, 4), repeat=2))  # every shift in [-3, 3]^2
 
 
 def _shifted_outputs(model, x):
     """Outputs for `x` and for every shift of `x` in SHIFTS, one batch per shift."""
-    base = to_numpy(model(x, training=False))
-    shifted = [to_numpy(model(np.roll(x, s, (1, 2)), training=False)) for s in SHIFTS]
-    return base, shifted
+    forward = inference(model)
+    return forward(x), [forward(np.roll(x, s, (1, 2))) for s in SHIFTS]
 
 
 def _max_equivariance_error(model, x):
@@ -51,10 +50,10 @@ def test_polyphase_unet_is_exactly_circular_shift_equivariant(downsampling, chan
 def test_rectangular_inputs_are_equivariant_too():
     model = unet((None, None, 1), channels=(4, 8, 16, 32), downsampling="aps")
     x = np.random.default_rng(0).normal(size=(2, 16, 40, 1)).astype("float32")
-    base = to_numpy(model(x, training=False))
+    forward = inference(model)
+    base = forward(x)
     for s in [(5, -11), (-8, 3), (1, 39)]:
-        np.testing.assert_array_equal(to_numpy(model(np.roll(x, s, (1, 2)), training=False)),
-                                      np.roll(base, s, (1, 2)))
+        np.testing.assert_array_equal(forward(np.roll(x, s, (1, 2))), np.roll(base, s, (1, 2)))
 
 
 @pytest.mark.parametrize("downsampling, upsampling, antialias", [
@@ -201,9 +200,9 @@ def test_residual_unet_adds_its_input_and_stays_exactly_equivariant():
     x = natural_images(2, 16, 2, seed=7)
     np.testing.assert_allclose(to_numpy(model(x, training=False)),
                                x + to_numpy(plain(x, training=False)), atol=1e-6)
-    base = to_numpy(model(x, training=False))
+    forward = inference(model)
+    base = forward(x)
     for s in [(3, -2), (-5, 7), (1, 1)]:
-        np.testing.assert_array_equal(to_numpy(model(np.roll(x, s, (1, 2)), training=False)),
-                                      np.roll(base, s, (1, 2)))
+        np.testing.assert_array_equal(forward(np.roll(x, s, (1, 2))), np.roll(base, s, (1, 2)))
     with pytest.raises(ValueError, match=r"`out_channels` \(1\) must equal the input channels"):
         unet((None, None, 2), out_channels=1, residual=True)

@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 
 from lps_keras.data import dataset_info
+from lps_keras.data.holdout import holdout_mask
 from lps_keras.errors import ConfigError
 from lps_keras.rundir import RunDirectory
 from lps_keras.training import builders, checkpoints, preflight
@@ -129,8 +130,8 @@ def test_the_best_checkpoint_keeps_the_better_epoch(tmp_path):
     ({"eval__validate_every": 0}, "validate_every` must be a positive int"),
     ({"eval__validation_split": "holdout"}, "config.data.holdout: .*'holdout' split are "
      "only implemented for cifar10"),
-    ({"data__holdout": 8}, "only implemented for cifar10; synthetic_shapes has its own "
-     "splits"),
+    ({"data__holdout": 8}, "only implemented for cifar10, imagenet, imagenette; "
+     "synthetic_shapes has its own splits"),
     ({"data__holdout": -1}, "config.data.holdout` must be a non-negative int"),
     ({"train__best_metric": "val_accuracy"}, r"val_ metrics need config.eval.validation"),
     ({"train__best_metric": "val_psnr", "eval__validation_split": "validation"},
@@ -199,7 +200,7 @@ def test_a_redirected_train_py_prints_one_line_per_epoch_and_no_progress_codes(t
         <= set(tags)
 
 
-def test_cifar10_validates_on_the_held_out_end_of_its_training_split(tmp_path, capsys):
+def test_cifar10_validates_on_a_held_out_part_of_its_training_split(tmp_path, capsys):
     from tests.training.test_preflight import write_cifar10
 
     data_dir = write_cifar10(str(tmp_path / "data"), 96, np.random.default_rng(0))
@@ -210,14 +211,15 @@ def test_cifar10_validates_on_the_held_out_end_of_its_training_split(tmp_path, c
     validator = Validator.from_config(config, info)
     inputs, targets = validator.arrays()
     train_images, train_labels = cifar_train(data_dir)
-    np.testing.assert_array_equal(inputs, train_images[-32:])
-    np.testing.assert_array_equal(targets, train_labels[-32:])
+    held = holdout_mask(len(train_images), 32)  # 100: five batches of 20
+    np.testing.assert_array_equal(inputs, train_images[held])
+    np.testing.assert_array_equal(targets, train_labels[held])
 
     capsys.readouterr()
     results = train(config, tmp_path / "run")
     (record,) = results["history"]
     assert {"val_loss", "val_accuracy", "val_circular_consistency"} <= set(record)
-    # (96 - 32) / 32 steps: the held-out 32 are not trained on.
+    # (100 - 32) // 32 steps: the held-out 32 are not trained on (all 100 would give 3).
     assert "epochs 1-1, 2 steps of 32 images" in capsys.readouterr().out
 
 
@@ -237,3 +239,16 @@ def test_cifar10_without_a_holdout_is_told_how_to_validate(tmp_path):
                        "config.eval.validation_split='holdout'"):
         Trainer(config, str(tmp_path / "run"), tf.distribute.get_strategy()).check()
     assert not (tmp_path / "run").exists()  # refused before the run directory exists
+
+
+def test_imagenet_is_pointed_from_its_test_split_to_a_holdout():
+    from configs.imagenet_resnet18_lps import get_config as imagenet_config
+
+    config = imagenet_config()
+    info = dataset_info("imagenet")
+    config.eval.validation_split = "validation"  # ImageNet's reported split
+    with pytest.raises(ConfigError, match="is the test split .*set config.data.holdout=<N>"):
+        preflight.check_settings(config, info, 1)
+    config.eval.validation_split, config.data.holdout = "holdout", 10000
+    validator = Validator.from_config(config, info)
+    assert validator.split == "holdout" and validator.data_settings["holdout"] == 10000
