@@ -1,12 +1,15 @@
-"""Export classifiers and segmenters to TFLite (builtin ops only) and ONNX.
+"""Export classifiers, segmenters and U-Nets to TFLite (builtin ops only) and ONNX.
 
 Both formats hold the bare model function, not the SavedModel's serving signatures:
 
-    images (float32 `[batch, H, W, 3]`, raw pixels on the `input_scale` scale, e.g. 0-255)
+    images (float32 `[batch, H, W, channels]`, raw pixels on the `input_scale` scale, e.g.
+            0-255; regression models: model units, `input_scale` 1)
       -> x = (images / input_scale - mean) / std      (in the graph, as the SavedModel)
       -> classification: `logits` float32 `[B, C]`, `probabilities` float32 `[B, C]`,
          `classes` int64 `[B]`;
-         segmentation: `logits` float32 `[B, H, W, C]`, `masks` int64 `[B, H, W]`.
+         segmentation: `logits` float32 `[B, H, W, C]`, `masks` int64 `[B, H, W]`;
+         regression (`task="regression"`, e.g. an MRI U-Net): `outputs` float32
+         `[B, H, W, out_channels]`.
 
 The input is named `images` and the outputs carry the SavedModel's names. What is left out,
 and why: the SavedModel's graph asserts (image shape, NaN/inf pixels) use string and
@@ -107,9 +110,6 @@ def export_onnx(model, path, *, task="auto", mean=None, std=None, input_scale=No
 def _frozen_function(model, fmt, *, float32_only, **kwargs):
     """A `tf.function` images -> named outputs with the weights as constants, and the
     output names in the order of its flat outputs."""
-    if kwargs["task"] == "regression":
-        raise ExportFormatError(f"{fmt} export supports classification and segmentation "
-                                "models; task='regression' is not supported.")
     spec = check_export_arguments(model, **kwargs)
     if None in spec["served_hw"]:
         raise ExportFormatError(
@@ -121,15 +121,18 @@ def _frozen_function(model, fmt, *, float32_only, **kwargs):
     mean = tf.constant(spec["mean"], tf.float32)
     std = tf.constant(spec["std"], tf.float32)
     scale = tf.constant(spec["input_scale"], tf.float32)
-    signature = [tf.TensorSpec([None, height, width, 3], tf.float32, name=INPUT_NAME)]
-    classification = spec["task"] == "classification"
+    signature = [tf.TensorSpec([None, height, width, spec["in_channels"]], tf.float32,
+                               name=INPUT_NAME)]
+    task = spec["task"]
 
     @tf.function(autograph=False, input_signature=signature)
     def predict(images):
         x = (images / scale - mean) / std
         logits = tf.cast(model(tf.cast(x, model_dtype), training=False), tf.float32)
+        if task == "regression":
+            return {"outputs": tf.identity(logits, name="outputs")}
         out = {"logits": tf.identity(logits, name="logits")}
-        if classification:
+        if task == "classification":
             out["probabilities"] = tf.nn.softmax(logits, axis=-1, name="probabilities")
             out["classes"] = tf.argmax(logits, axis=-1, output_type=tf.int64, name="classes")
         else:
@@ -246,13 +249,16 @@ def _load(path):
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m lps_keras.export_formats",
-        description="Export a classifier or segmenter to TFLite, ONNX or a SavedModel.")
+        description="Export a classifier, segmenter or U-Net to TFLite, ONNX or a "
+                    "SavedModel.")
     parser.add_argument("--model", required=True, help=".keras file or run directory")
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("--output", required=True,
                         help="output file (tflite, onnx) or export directory (saved_model)")
     parser.add_argument("--task", default="auto",
-                        choices=("auto", "classification", "segmentation"))
+                        choices=("auto", "classification", "segmentation", "regression"),
+                        help="default: a run directory's dataset task, else from the "
+                             "output shape (rank 2: classification, 4: segmentation)")
     parser.add_argument("--image-size", type=_size, default=None, help="H or H,W")
     parser.add_argument("--mean", type=_numbers, default=None,
                         help="per-channel mean on the 0-1 scale, e.g. 0.4914,0.4822,0.4465 "
@@ -264,12 +270,15 @@ def main(argv=None):
                    input_scale=args.input_scale, image_size=args.image_size)
     try:
         model, dataset = _load(args.model)
-        if dataset is not None and args.mean is None and args.std is None:
-            # A run directory: normalise as in training (its dataset's mean and std).
+        if dataset is not None:
+            # A run directory: its dataset's task, and normalise as in training.
             from lps_keras.data import dataset_info
 
             info = dataset_info(dataset)
-            options.update(mean=info.mean, std=info.std)
+            if args.mean is None and args.std is None:
+                options.update(mean=info.mean, std=info.std)
+            if args.task == "auto":
+                options["task"] = info.task
         if args.format == "saved_model":
             from lps_keras.export import export_saved_model
 

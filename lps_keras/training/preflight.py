@@ -43,6 +43,10 @@ def check_settings(config, info, num_replicas):
         config: the resolved run config.
         info: the `DatasetInfo` of `config.data.name`.
         num_replicas: replicas of the strategy (the global batch is split among them).
+
+    Returns:
+        The run's `Validator` (built while checking the validation settings), or None when
+        `config.eval.validation_split` is empty.
     """
     checks = (
         ("seed", check_non_negative_int),
@@ -104,6 +108,7 @@ def check_settings(config, info, num_replicas):
 
         with setting("config.export.name"):
             check_name(config.export.name or config.name)
+    return validator
 
 
 def check_best_metric(config, info, validator):

@@ -59,7 +59,7 @@ from lps_keras.rundir import RunDirectory
 from lps_keras.training import builders, checkpoints, preflight, resume
 from lps_keras.training.distribute import is_chief, worker_index
 from lps_keras.training.naming import run_name
-from lps_keras.training.validation import Validator, larger_is_better
+from lps_keras.training.validation import larger_is_better
 
 
 def _log(message):
@@ -189,14 +189,14 @@ class Trainer:
         settings (the export directory is created to prove it writable). Raises
         `lps_keras.errors.ConfigError` (or a data error) naming what is wrong. `run` does
         all of this before its first training step."""
-        preflight.check_settings(self.config, self.info, self.strategy.num_replicas_in_sync)
+        validator = preflight.check_settings(self.config, self.info,
+                                             self.strategy.num_replicas_in_sync)
         built = self._build()
-        self._check_after_training_settings(built.model)
+        self._check_after_training_settings(built.model, validator)
         return built
 
-    def _check_after_training_settings(self, model):
+    def _check_after_training_settings(self, model, validator):
         preflight.check_evaluation(model, self._evaluate, self.config.eval.batch_size)
-        validator = Validator.from_config(self.config, self.info)
         if validator is not None:  # the validation split is read and scored once
             with preflight.setting("config.eval.validation_split"):
                 validator.on_first(2)(model)
@@ -224,7 +224,10 @@ class Trainer:
 
     def _run(self, chief):
         cfg = self.config
-        preflight.check_settings(cfg, self.info, self.strategy.num_replicas_in_sync)
+        validator = preflight.check_settings(cfg, self.info,
+                                             self.strategy.num_replicas_in_sync)
+        if not chief:  # only the chief validates
+            validator = None
         changes = self._check_stored_config() if chief else {}
         steps, model, optimizer, epoch_var, tau_schedule = self._build()
         best = None
@@ -251,7 +254,7 @@ class Trainer:
                      f"in {self.run_dir.results_path}: {summary(stored)}")
                 return stored
             if start_epoch < epochs:  # settings used only after training: check them now
-                self._check_after_training_settings(model)
+                self._check_after_training_settings(model, validator)
             if restored is None or not self.run_dir.has_config():
                 self.run_dir.write_config(cfg.to_json_best_effort(indent=2, sort_keys=True))
             elif changes:
@@ -268,7 +271,6 @@ class Trainer:
         train_step = self._make_train_step(model, optimizer, builders.per_example_loss(
             self.task, ignore, cfg.train.get("loss", "auto")))
         metric, scale, _ = builders.TRAIN_METRICS[self.task]
-        validator = Validator.from_config(cfg, self.info) if chief else None
         every = int(cfg.eval.get("validate_every", 1))
         interactive = chief and sys.stdout.isatty()
         writer = tf.summary.create_file_writer(self.run_dir.tensorboard) \
