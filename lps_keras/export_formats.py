@@ -22,9 +22,9 @@ Numerics per format:
 
 - ONNX keeps the model's float64 selection scores and float64 global pooling (onnxruntime
   runs float64 on CPU), so the selections follow circular shifts as exactly as in Keras.
-  tf2onnx writes the float64 global average pool as `GlobalAveragePool`, which
-  onnxruntime implements for float32 only; it is rewritten to the equivalent `ReduceMean`.
-  Opset `ONNX_OPSET` (17: supported by every onnxruntime since 1.13 and by tf2onnx 1.17).
+  (The float64 pools are a sum and a division, `lps_keras.layers.reductions.mean`:
+  onnxruntime has no float64 `GlobalAveragePool`.) Opset `ONNX_OPSET` (17: supported by
+  every onnxruntime since 1.13 and by tf2onnx 1.17).
 - TFLite builtin kernels have no float64, so the model is traced inside
   `lps_keras.layers.reductions.float32_selection()`: scores and pooled features accumulate
   in float32. Selections then follow shifts except between components whose scores are
@@ -99,7 +99,6 @@ def export_onnx(model, path, *, task="auto", mean=None, std=None, input_scale=No
     proto, _ = tf2onnx.convert.from_function(fn, input_signature=fn.input_signature,
                                              opset=int(opset))
     _rename_outputs(proto, names)
-    _float64_global_pool_to_reduce_mean(proto)
     _write(path, proto.SerializeToString())
     return os.fspath(path)
 
@@ -175,31 +174,6 @@ def _rename_outputs(proto, names):
         for i, value in enumerate(node.input):
             if value in renames:
                 node.input[i] = renames[value]
-
-
-def _float64_global_pool_to_reduce_mean(proto):
-    """Rewrites every `GlobalAveragePool` into `ReduceMean` over the spatial axes (same
-    value; onnxruntime has no float64 `GlobalAveragePool`)."""
-    import onnx
-
-    opset = max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
-    for index, node in enumerate(list(proto.graph.node)):
-        if node.op_type != "GlobalAveragePool":
-            continue
-        name = f"{node.name}__reduce_mean"
-        # GlobalAveragePool is NCHW: reduce H and W (axes 2, 3), keeping them.
-        if opset >= 18:  # axes became an input in opset 18
-            axes = f"{node.name}__spatial_axes"
-            proto.graph.initializer.append(onnx.helper.make_tensor(
-                axes, onnx.TensorProto.INT64, [2], [2, 3]))
-            replacement = onnx.helper.make_node(
-                "ReduceMean", [node.input[0], axes], list(node.output), name=name, keepdims=1)
-        else:
-            replacement = onnx.helper.make_node(
-                "ReduceMean", [node.input[0]], list(node.output), name=name, axes=[2, 3],
-                keepdims=1)
-        proto.graph.node.remove(node)
-        proto.graph.node.insert(index, replacement)
 
 
 def _write(path, content):

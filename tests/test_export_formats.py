@@ -148,6 +148,23 @@ def test_unet_matches_keras_and_stays_equivariant(fmt, downsampling, tmp_path):
                               shift)
 
 
+def test_keras_own_onnx_export_runs_in_onnxruntime_and_stays_invariant(tmp_path):
+    # The float64 global pool is a sum and a division, not an ONNX GlobalAveragePool
+    # (which onnxruntime has for float32 only), so Keras' exporter works too.
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    model = _classifier()
+    path = str(tmp_path / "keras.onnx")
+    model.export(path, format="onnx", verbose=False)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    x = natural_images(4, 32, 3, seed=1)
+    logits = session.run(None, {name: x})[0]
+    np.testing.assert_allclose(logits, model(x, training=False).numpy(), atol=ATOL)
+    for shift in SHIFTS[:3]:
+        np.testing.assert_array_equal(session.run(None, {name: _roll(x, shift)})[0], logits)
+
+
 def test_argmax_equals_keras_argmax_in_every_mode():
     """The mask-based selection argmax gives `ops.argmax`'s index (its -0.0 and subnormal
     handling included), in eager, graph and XLA, and its graph has no bit operations."""

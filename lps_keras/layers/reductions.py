@@ -77,11 +77,13 @@ def invariant_mean(x, axis=None, keepdims=False):
 
 
 def mean(x, axis=None, keepdims=False):
-    """`ops.mean` in `x`'s own dtype (float64 stays float64 on JAX too)."""
-    if keras.backend.backend() == "tensorflow":
-        return ops.mean(x, axis=axis, keepdims=keepdims)
-    # Keras (3.15) computes `ops.mean` on JAX in `result_type(x.dtype, "float32")`, which it
-    # rounds down to float32 even for float64 `x`: divide a float64 sum instead.
+    """The mean of `x` over `axis` in `x`'s own dtype: its sum divided by the count.
+
+    Not `ops.mean`: Keras (3.15) computes it on JAX in `result_type(x.dtype, "float32")`,
+    which rounds float64 down to float32; and on TensorFlow a float64 spatial mean becomes
+    an ONNX `GlobalAveragePool`, which onnxruntime implements for float32 only, so Keras'
+    own `model.export(format="onnx")` wrote models onnxruntime could not load. A sum and a
+    division export as `ReduceSum` and `Div`."""
     shape = ops.shape(x)
     axes = range(len(shape)) if axis is None else (axis,) if isinstance(axis, int) else axis
     count = 1
