@@ -74,17 +74,26 @@ def _roll(x, shift):
     return np.roll(x, shift, axis=(1, 2))
 
 
+def _exported_against_keras(fmt, model, path, x, names, atol, scale=255.0, **options):
+    """Exports `model` to `fmt` and runs it on the raw inputs `x` (`scale`: the model's
+    input scale); checks the output names, and the first of them (`logits`/`outputs`)
+    against Keras within `atol`. Returns `(run, outputs, keras_outputs)`."""
+    run = _runner(fmt, model, path, **options)
+    expected = model(x / scale, training=False).numpy()
+    out = run(x)
+    assert sorted(out) == sorted(names)
+    diff = np.abs(out[names[0]] - expected).max()
+    assert diff < atol, f"{fmt}: max |{names[0]} - keras| = {diff}"
+    return run, out, expected
+
+
 @pytest.mark.parametrize("fmt", ["tflite", "onnx"])
 def test_classifier_matches_keras_and_stays_invariant(fmt, tmp_path):
-    model = _classifier()
-    run = _runner(fmt, model, str(tmp_path / f"model.{fmt}"))
     x = _images(6, 32, seed=11)
-    keras_logits = model(x / 255.0, training=False).numpy()
-    out = run(x)
-    assert sorted(out) == ["classes", "logits", "probabilities"]
+    run, out, keras_logits = _exported_against_keras(
+        fmt, _classifier(), str(tmp_path / f"model.{fmt}"), x,
+        ("logits", "classes", "probabilities"), ATOL)
     assert out["classes"].dtype == np.int64 and out["classes"].shape == (6,)
-    diff = np.abs(out["logits"] - keras_logits).max()
-    assert diff < ATOL, f"{fmt}: max |logits - keras| = {diff}"
     np.testing.assert_array_equal(out["classes"], keras_logits.argmax(-1))
     np.testing.assert_allclose(out["probabilities"], tf.nn.softmax(keras_logits).numpy(),
                                atol=1e-5)
@@ -110,15 +119,11 @@ def _near_tie(logits, gap=1e-3):
 
 @pytest.mark.parametrize("fmt", ["tflite", "onnx"])
 def test_segmenter_matches_keras_and_stays_equivariant(fmt, tmp_path):
-    model = _segmenter()
-    run = _runner(fmt, model, str(tmp_path / f"seg.{fmt}"))
     x = _images(2, 64, seed=12)
-    keras_logits = model(x / 255.0, training=False).numpy()
-    out = run(x)
-    assert sorted(out) == ["logits", "masks"]
+    run, out, keras_logits = _exported_against_keras(
+        fmt, _segmenter(), str(tmp_path / f"seg.{fmt}"), x, ("logits", "masks"),
+        SEGMENTER_ATOL)
     assert out["masks"].dtype == np.int64 and out["masks"].shape == (2, 64, 64)
-    diff = np.abs(out["logits"] - keras_logits).max()
-    assert diff < SEGMENTER_ATOL, f"{fmt}: max |logits - keras| = {diff}"
     # Masks agree exactly except where the two best classes are within float rounding.
     differ = out["masks"] != keras_logits.argmax(-1)
     assert not np.any(differ & ~_near_tie(keras_logits))
@@ -136,13 +141,10 @@ def test_unet_matches_keras_and_stays_equivariant(fmt, downsampling, tmp_path):
     keras.utils.set_random_seed(5)
     model = unet((32, 32, 1), channels=(4, 8, 16, 32), downsampling=downsampling)
     calibrate_batchnorm(model, natural_images(4, 32, 1, seed=9))
-    run = _runner(fmt, model, str(tmp_path / f"unet.{fmt}"), task="regression")
     x = natural_images(2, 32, 1, seed=13)  # model units: no scaling for regression
-    expected = model(x, training=False).numpy()
-    out = run(x)
-    assert sorted(out) == ["outputs"] and out["outputs"].shape == (2, 32, 32, 1)
-    diff = np.abs(out["outputs"] - expected).max()
-    assert diff < ATOL, f"{fmt}: max |outputs - keras| = {diff}"
+    run, out, _ = _exported_against_keras(fmt, model, str(tmp_path / f"unet.{fmt}"), x,
+                                          ("outputs",), ATOL, scale=1.0, task="regression")
+    assert out["outputs"].shape == (2, 32, 32, 1)
     for shift in SHIFTS:
         _check_shifted_logits(fmt, run(_roll(x, shift))["outputs"], _roll(out["outputs"], shift),
                               shift)

@@ -48,6 +48,11 @@ def check_holdout(name, split, holdout, source="auto"):
             "set config.data.holdout to how many (e.g. 5000 for CIFAR-10).")
 
 
+def source_split(split):
+    """The stored split `split` is read from: `"train"` for the `"holdout"` split."""
+    return "train" if split == HOLDOUT_SPLIT else split
+
+
 def holdout_mask(count, holdout):
     """Boolean `[count]`: True for the `holdout` held-out examples of a training split of
     `count` examples (the same ones for the same `count`, whatever the run)."""

@@ -27,7 +27,7 @@ import tensorflow as tf
 from lps_keras.data import augment as aug
 from lps_keras.data import cifar, fastmri, imagenet, synthetic, synthetic_mri, voc
 from lps_keras.data.errors import DatasetNotFoundError
-from lps_keras.data.holdout import HOLDOUT_SPLIT, check_holdout, hold_out
+from lps_keras.data.holdout import HOLDOUT_SPLIT, check_holdout, hold_out, source_split
 
 # The registry lives in `registry`; its names stay importable from here.
 from lps_keras.data.registry import (  # noqa: F401
@@ -225,8 +225,8 @@ def build_dataset(
     elif name == "cifar10":
         if image_size not in (None, 32):
             raise ValueError(f"CIFAR-10 images are 32x32; got image_size={image_size}.")
-        images, labels = cifar.load_cifar10("train" if split == HOLDOUT_SPLIT else split,
-                                            data_dir=data_dir, source=source)
+        images, labels = cifar.load_cifar10(source_split(split), data_dir=data_dir,
+                                            source=source)
         images, labels = hold_out((images, labels), split, holdout)
         ds = _array_dataset(images, labels, **opts)
         fn = _small_classification_fn(tokens, finalize, max_shift, pad)
@@ -352,9 +352,8 @@ def _imagenet_source(
 ):
     """Unbatched `(uint8 image, int32 label)` for the ImageNet family (folder or TFDS)."""
     folder = None
-    source_split = "train" if split == HOLDOUT_SPLIT else split
     if data_dir is not None and source != "tfds":
-        folder = imagenet.split_folder(data_dir, source_split)
+        folder = imagenet.split_folder(data_dir, source_split(split))
     if name == "image_folder" or source == "folder" or folder is not None:
         if data_dir is None:
             raise ValueError(f"{name} from folders needs `data_dir`.")

@@ -97,6 +97,11 @@ class BestCheckpoint:
         return self._manager
 
     @property
+    def mode(self):
+        """`"max"` or `"min"`: the direction of the metric."""
+        return "max" if self.larger else "min"
+
+    @property
     def best_epoch(self):
         """The best epoch so far (0: none yet)."""
         return int(self.epoch.numpy())
@@ -137,7 +142,7 @@ class BestCheckpoint:
         self.epoch.assign(int(epoch))
         self._get_manager().save(checkpoint_number=int(epoch))
         rundir.write_text(os.path.join(self.directory, "best.json"), rundir.dumps(
-            {"metric": self.metric, "mode": "max" if self.larger else "min",
+            {"metric": self.metric, "mode": self.mode,
              "value": float(value), "epoch": int(epoch),
              "checkpoint": f"best-{int(epoch)}"}, indent=2))
         return True

@@ -405,8 +405,7 @@ class Trainer:
         epochs = int(cfg.train.epochs)
         weights = {"epoch": epochs, "chosen_by": "last epoch"}
         if best is not None:
-            weights["best"] = {"metric": best.metric,
-                               "mode": "max" if best.larger else "min",
+            weights["best"] = {"metric": best.metric, "mode": best.mode,
                                "value": best.best_value, "epoch": best.best_epoch,
                                "checkpoint": best.path()}
         if cfg.train.get("export_best") and best.path() is None:

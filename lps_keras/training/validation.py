@@ -36,8 +36,7 @@ from lps_keras.evaluation.loading import LoadedModel, load_arrays
 from lps_keras.training.preflight import setting
 
 VALIDATION_SEG_SHIFTS = 2
-# Direction of every validation metric: True when larger is better. Names ending in
-# "loss" or "nmse" are smaller-is-better; every other metric is larger-is-better.
+# The validation metrics of each task (recorded as `val_<name>`).
 METRICS = {
     "classification": ("loss", "accuracy", "circular_consistency"),
     "segmentation": ("loss", "mean_iou", "circular_massc"),
@@ -46,7 +45,8 @@ METRICS = {
 
 
 def larger_is_better(name):
-    """Direction of a history metric (`val_` prefix allowed): False for losses and NMSEs."""
+    """Direction of a history metric (`val_` prefix allowed): names ending in "loss" or
+    "nmse" are smaller-is-better, every other metric larger-is-better."""
     return not (name.endswith("loss") or name.endswith("nmse"))
 
 

@@ -207,12 +207,17 @@ def test_bad_arguments(kwargs, match):
         resnet(num_classes=10, input_shape=(32, 32, 3), **kwargs)
 
 
-def test_lps_classifier_round_trips(tmp_path):
+def _calibrated_lps_resnet20():
+    """(model, images, its logits) of a calibrated LPS ResNet-20 with lowpass3."""
     model = resnet20(num_classes=10, input_shape=(32, 32, 3), stem="cifar",
                      downsampling="lps", antialias="lowpass3")
     x = np.random.default_rng(1).normal(size=(3, 32, 32, 3)).astype("float32")
     calibrate_batchnorm(model, x)
-    expected = to_numpy(model(x, training=False))
+    return model, x, to_numpy(model(x, training=False))
+
+
+def test_lps_classifier_round_trips(tmp_path):
+    model, x, expected = _calibrated_lps_resnet20()
     path = tmp_path / "classifier.keras"
     model.save(path)
     np.testing.assert_array_equal(to_numpy(keras.saving.load_model(path)(x, training=False)),
@@ -221,11 +226,7 @@ def test_lps_classifier_round_trips(tmp_path):
 
 @pytest.mark.tf_only  # SavedModel export
 def test_lps_classifier_exports(tmp_path):
-    model = resnet20(num_classes=10, input_shape=(32, 32, 3), stem="cifar",
-                     downsampling="lps", antialias="lowpass3")
-    x = np.random.default_rng(1).normal(size=(3, 32, 32, 3)).astype("float32")
-    calibrate_batchnorm(model, x)
-    expected = to_numpy(model(x, training=False))
+    model, x, expected = _calibrated_lps_resnet20()
     model.export(str(tmp_path / "classifier"), verbose=False)
     (served,) = serve_in_fresh_process(tmp_path / "classifier", x, tmp_path)
     np.testing.assert_allclose(served, expected, atol=1e-5)
